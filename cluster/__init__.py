@@ -1,0 +1,1 @@
+"""holdem-cluster: profiles -> slime arguments -> Slurm chain -> Ray inside the allocation."""

@@ -1,0 +1,201 @@
+"""The job plan: the four stages data -> model -> convert -> train with their Slurm resources,
+commands and `afterok` dependencies, and which stages are already done (pure, apart from
+looking at the files the stages produce).
+
+The dry-run prints this object; submission renders it to submitit calls and nothing else.
+"""
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cluster.errors import CheckError, ConfigError
+from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir
+from cluster.profile import Profile
+from cluster.schema import STAGE_NAMES
+from cluster.slime_args import render_model_args, render_slime_args
+
+# What each stage reads, as profile keys (a stage depends on the stage producing them).
+STAGE_OUTPUT = {"data": "paths.prompt-data", "model": "paths.hf-checkpoint", "convert": "paths.ref-load"}
+STAGE_INPUTS = {
+    "data": (),
+    "model": (),
+    "convert": ("paths.hf-checkpoint", "paths.slime_dir", "paths.megatron_dir"),
+    "train": ("paths.prompt-data", "paths.hf-checkpoint", "paths.ref-load", "paths.slime_dir", "paths.megatron_dir"),
+}
+PRODUCER = {key: stage for stage, key in STAGE_OUTPUT.items()}
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    name: str
+    depends_on: tuple[str, ...]
+    skip: bool
+    reason: str
+    slurm: dict[str, Any]  # sbatch long option names -> values; `dependency` names stages
+    argv: tuple[str, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    slime_args: tuple[str, ...] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["depends_on"], out["argv"] = list(self.depends_on), list(self.argv)
+        if self.slime_args is None:
+            out.pop("slime_args")
+        else:
+            out["slime_args"] = list(self.slime_args)
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    profile: str
+    profile_path: str
+    chain_id: str
+    chain_dir: str
+    nodes: int
+    gpus_per_node: int
+    stages: tuple[StagePlan, ...]
+    warnings: tuple[str, ...] = ()
+
+    def stage(self, name: str) -> StagePlan:
+        return next(s for s in self.stages if s.name == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, "profile_path": self.profile_path, "chain_id": self.chain_id,
+                "chain_dir": self.chain_dir, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node,
+                "stages": [s.to_dict() for s in self.stages], "warnings": list(self.warnings)}
+
+
+def new_chain_id(profile_name: str) -> str:
+    return f"{profile_name}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def parse_stages(text: str | None) -> tuple[str, ...]:
+    if not text:
+        return STAGE_NAMES
+    names = tuple(s.strip() for s in text.split(",") if s.strip())
+    unknown = [n for n in names if n not in STAGE_NAMES]
+    if unknown or not names:
+        raise ConfigError(f"--stages {text!r}: unknown stage {', '.join(unknown) or '(none given)'}; "
+                          f"choose from {','.join(STAGE_NAMES)}.")
+    return tuple(n for n in STAGE_NAMES if n in names)
+
+
+def output_status(profile: Profile, stage: str) -> tuple[bool, str]:
+    """(complete, reason) for a stage's output."""
+    if stage == "train":
+        return False, "training always runs (it resumes from paths.save when a checkpoint is there)"
+    path = profile.get(STAGE_OUTPUT[stage])
+    if not path:
+        return False, f"{STAGE_OUTPUT[stage]} is not set"
+    if stage == "data":
+        keys = (profile.get("rollout.input-key") or "input", profile.get("rollout.label-key") or "label")
+        return check_jsonl(path, keys)
+    if stage == "model":
+        return check_hf_dir(path)
+    return check_megatron_dir(path)
+
+
+def _stage_slurm(profile: Profile, stage: str) -> dict[str, Any]:
+    """sbatch options: the profile's slurm section, then the stage's own overrides."""
+    slurm = profile.section("slurm")
+    own = (profile.get(f"stages.{stage}.slurm") or {})
+    gpus = own.get("gpus_per_node", slurm["gpus_per_node"])
+    opts: dict[str, Any] = {
+        "job-name": f"holdem-{stage}",
+        "nodes": own.get("nodes", slurm["nodes"] if stage == "train" else 1),
+        "ntasks-per-node": own.get("tasks_per_node", 1),
+        "gpus-per-node": gpus or None,
+        "cpus-per-task": own.get("cpus_per_task", slurm.get("cpus_per_task")),
+        "mem": own.get("mem", slurm.get("mem")),
+        "time": own.get("time", slurm["time"]),
+        "partition": own.get("partition", slurm.get("partition")),
+        "account": slurm.get("account"),
+        "qos": slurm.get("qos"),
+        "constraint": own.get("constraint", slurm.get("constraint")),
+        "exclusive": own.get("exclusive", slurm.get("exclusive")) or None,
+    }
+    if stage == "train":
+        opts["requeue"] = True
+        opts["signal"] = f"USR2@{slurm['signal_grace_s']}"
+    opts.update(slurm.get("extra") or {})
+    return {k: v for k, v in opts.items() if v is not None}
+
+
+def _stage_argv(profile: Profile, stage: str, chain_dir: str) -> tuple[list[str], dict[str, str]]:
+    if stage == "train":
+        return [sys.executable, "-m", "cluster.launch", "--spec", f"{chain_dir}/train/launch.json"], {}
+    command = profile.get(f"stages.{stage}.command") or []
+    argv: list[str] = []
+    for word in command:
+        if word == "{model_args}":
+            argv += render_model_args(profile)
+        else:
+            argv.append(str(word).replace("{python}", sys.executable))
+    env = {"PYTHONPATH": profile.get("paths.megatron_dir")} if stage == "convert" else {}
+    return argv, env
+
+
+def _path_problems(profile: Profile, stage: str, produced: set[str], seen: set[str]) -> list[str]:
+    problems = []
+    for key in STAGE_INPUTS[stage]:
+        if key in produced or key in seen:
+            continue
+        seen.add(key)
+        value = profile.get(key)
+        producer = PRODUCER.get(key)
+        if producer:
+            done, reason = output_status(profile, producer)
+            if not done:
+                problems.append(f"stage {stage} reads {key} = {value}, which is not ready ({reason}) and no "
+                                f"stage of this chain produces it; add stage {producer} to --stages or fix the path")
+        elif not value or not Path(value).exists():
+            problems.append(f"stage {stage} needs {key} = {value}, which does not exist; fix it in "
+                            f"{profile.where(key)} or with --set {key}=PATH")
+    source = profile.get("stages.data.source") if stage == "data" else None
+    if source and source.startswith(("/", "./", "../")) and not Path(source).exists():
+        problems.append(f"stage data reads stages.data.source = {source}, which does not exist")
+    return problems
+
+
+def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id: str | None = None,
+               strict_paths: bool = True) -> Plan:
+    """The chain for the selected stages. Missing inputs are errors when `strict_paths`
+    (before submission) and warnings otherwise (the dry-run, e.g. on a laptop)."""
+    chain_id = chain_id or new_chain_id(profile.name)
+    chain_dir = str(Path(profile.get("paths.log_dir")) / chain_id)
+    produced: set[str] = set()  # profile keys a running stage of this chain will produce
+    runs: set[str] = set()
+    plans, problems, seen = [], [], set()
+    for name in stages:
+        done, reason = output_status(profile, name)
+        problems += [] if done else _path_problems(profile, name, produced, seen)
+        depends = tuple(PRODUCER[k] for k in STAGE_INPUTS[name] if k in produced and PRODUCER[k] in runs)
+        if not done:
+            runs.add(name)
+            if name in STAGE_OUTPUT:
+                produced.add(STAGE_OUTPUT[name])
+        slurm = _stage_slurm(profile, name)
+        if depends:
+            slurm["dependency"] = "afterok:" + ":".join(depends)
+            slurm["kill-on-invalid-dep"] = "yes"
+        argv, env = _stage_argv(profile, name, chain_dir)
+        plans.append(StagePlan(
+            name=name, depends_on=depends, skip=done,
+            reason=f"skipped: output complete ({reason})" if done else reason if name == "train" else f"runs: {reason}",
+            slurm=slurm, argv=tuple(argv), env=env,
+            slime_args=tuple(render_slime_args(profile)) if name == "train" else None,
+        ))
+    if problems and strict_paths:
+        raise CheckError(f"{profile.path}: {problems[0]}.")
+    slurm = profile.section("slurm")
+    warnings = tuple(problems)
+    if "train" in runs and slurm.get("max_restarts", 0) > 0 and not profile.get("checkpoint.save-interval"):
+        warnings += ("requeue is on but checkpoint.save-interval is not set: a preemption loses the whole run",)
+    return Plan(profile.name, str(profile.path), chain_id, chain_dir, slurm["nodes"], slurm["gpus_per_node"],
+                tuple(plans), warnings)
