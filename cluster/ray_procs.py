@@ -63,11 +63,14 @@ def _has_tag(pid: int, tag: str) -> bool:
     return f"{TAG_ENV}={tag}".encode() in env.split(b"\0")
 
 
-def find_tree(root: int, tag: str | None) -> set[int]:
-    """Live descendants of root plus every process carrying tag (those re-parented to init)."""
+def find_tree(root: int | None, tag: str | None) -> set[int]:
+    """Live descendants of root plus every process carrying tag (those re-parented to init).
+    Pass root=None once the child has been reaped: its pid may belong to someone else by then."""
     pids = _all_pids()
     parents = {p: _ppid(p) for p in pids}
-    tree, frontier = {root}, [root]
+    tree: set[int] = set()
+    frontier = [] if root is None else [root]
+    tree.update(frontier)
     while frontier:
         cur = frontier.pop()
         kids = [p for p, pp in parents.items() if pp == cur and p not in tree]
@@ -109,7 +112,11 @@ def stop_owned(
 ) -> StopReport:
     """SIGTERM the child's process group, wait for the whole tree, SIGKILL what is left."""
     t0 = time.monotonic()
-    tree = find_tree(proc.pid, tag)
+
+    def root() -> int | None:
+        return proc.pid if proc.poll() is None else None
+
+    tree = find_tree(root(), tag)
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -118,13 +125,13 @@ def stop_owned(
     _signal_pids(tree - {proc.pid}, signal.SIGTERM)
     deadline = t0 + grace_s
     while time.monotonic() < deadline:
-        proc.poll()  # reap our own child so it does not linger as a zombie
-        tree = {p for p in tree | find_tree(proc.pid, tag) if is_alive(p)}
+        # Re-derive the set each time: a pid remembered from before may belong to someone else now.
+        tree = find_tree(root(), tag)
         if not tree:
             return StopReport(time.monotonic() - t0, 0)
         on_wait()
         time.sleep(0.05)
-    survivors = {p for p in tree | find_tree(proc.pid, tag) if is_alive(p)}
+    survivors = find_tree(root(), tag)
     _signal_pids(survivors, signal.SIGKILL)
     try:
         proc.wait(timeout=5)

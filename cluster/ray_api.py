@@ -1,0 +1,94 @@
+"""Ray's dashboard HTTP API with the standard library only (no `import ray` in the launcher).
+
+Endpoints (Ray 2.x): `/api/version`, `/api/v0/nodes`, `/api/jobs/` (submit), `/api/jobs/<id>`.
+"""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+TERMINAL_JOB_STATES = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+class ApiUnavailable(Exception):
+    """The dashboard did not answer (not up yet, or gone)."""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One Ray node as the GCS sees it."""
+
+    node_id: str
+    name: str
+    ip: str
+    state: str
+    gpus: int
+    cpus: int
+    is_head: bool
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    status: str
+    message: str
+    driver_exit_code: int | None
+
+
+def _request(url: str, body: dict[str, Any] | None = None, timeout: float = 2.0) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as err:
+        detail = err.read().decode(errors="replace")[:500]
+        raise ApiUnavailable(f"{url}: HTTP {err.code}: {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        raise ApiUnavailable(f"{url}: {err}") from None
+
+
+def get_version(base: str) -> str:
+    return str(_request(f"{base}/api/version", timeout=1.0)["ray_version"])
+
+
+def parse_nodes(payload: dict[str, Any]) -> list[NodeInfo]:
+    rows = payload["data"]["result"]["result"]
+    return [
+        NodeInfo(
+            node_id=r["node_id"], name=r.get("node_name") or r["node_ip"], ip=r["node_ip"],
+            state=r["state"], gpus=int(r.get("resources_total", {}).get("GPU", 0)),
+            cpus=int(r.get("resources_total", {}).get("CPU", 0)), is_head=bool(r["is_head_node"]),
+        )
+        for r in rows
+    ]
+
+
+def list_nodes(base: str) -> list[NodeInfo]:
+    try:
+        return parse_nodes(_request(f"{base}/api/v0/nodes?detail=false&limit=10000", timeout=3.0))
+    except (KeyError, TypeError) as err:
+        raise ApiUnavailable(f"{base}/api/v0/nodes: unexpected reply ({err})") from None
+
+
+def submit_job(base: str, submission_id: str, entrypoint: str, env_vars: dict[str, str]) -> None:
+    body = {"entrypoint": entrypoint, "submission_id": submission_id,
+            "runtime_env": {"env_vars": env_vars} if env_vars else {}}
+    # The first submission starts the job supervisor actor: allow more than the usual timeout.
+    _request(f"{base}/api/jobs/", body=body, timeout=60.0)
+
+
+def parse_job(payload: dict[str, Any]) -> JobInfo:
+    code = payload.get("driver_exit_code")
+    return JobInfo(status=payload["status"], message=payload.get("message") or "",
+                   driver_exit_code=None if code is None else int(code))
+
+
+def get_job(base: str, submission_id: str) -> JobInfo:
+    try:
+        return parse_job(_request(f"{base}/api/jobs/{submission_id}", timeout=3.0))
+    except (KeyError, TypeError) as err:
+        raise ApiUnavailable(f"{base}/api/jobs/{submission_id}: unexpected reply ({err})") from None

@@ -1,0 +1,154 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cluster.checks import run_checks, scale_topology
+from cluster.errors import CheckError, ConfigError
+from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir, newest_complete_checkpoint
+from cluster.plan import build_plan, parse_stages
+from cluster.profile import load_profile
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "pokerbench" / "examples.jsonl"
+REAL_ROWS = EXAMPLES if EXAMPLES.exists() else Path("/work/shared/pokerbench/examples.jsonl")
+
+
+def make_outputs(root: Path, data=True, model=True, convert=True, tools=True) -> None:
+    if data:
+        (root / "pokerbench").mkdir(parents=True)
+        (root / "pokerbench" / "train.jsonl").write_bytes(REAL_ROWS.read_bytes())
+    if model:
+        (root / "Qwen3-8B").mkdir()
+        (root / "Qwen3-8B" / "config.json").write_text("{}")
+        (root / "Qwen3-8B" / "model.safetensors").write_bytes(b"w")
+    if convert:
+        rel = root / "Qwen3-8B_torch_dist" / "release"
+        rel.mkdir(parents=True)
+        (rel / "common.pt").write_bytes(b"x")
+        (root / "Qwen3-8B_torch_dist" / "latest_checkpointed_iteration.txt").write_text("release")
+    if tools:
+        (root / "slime").mkdir()
+        (root / "Megatron-LM").mkdir()
+
+
+def plan_for(root: Path, stages="data,model,convert,train", strict=True, sets=()):
+    p = scale_topology(load_profile("smoke", env={}, sets=[f"paths.root={root}", *sets]), 2, None, env={})
+    run_checks(p)
+    return build_plan(p, parse_stages(stages), chain_id="test-chain", strict_paths=strict)
+
+
+def test_fresh_chain_runs_everything_in_dependency_order(tmp_path):
+    make_outputs(tmp_path, data=False, model=False, convert=False)
+    plan = plan_for(tmp_path)
+    assert [s.name for s in plan.stages] == ["data", "model", "convert", "train"]
+    assert not any(s.skip for s in plan.stages)
+    assert plan.stage("convert").depends_on == ("model",)
+    assert plan.stage("train").depends_on == ("data", "model", "convert")
+    assert plan.stage("train").slurm["dependency"] == "afterok:data:model:convert"
+    assert plan.stage("train").slurm["kill-on-invalid-dep"] == "yes"
+    assert plan.stage("train").slurm["nodes"] == 2 and plan.stage("train").slurm["gpus-per-node"] == 4
+    assert plan.stage("train").slurm["requeue"] is True
+    assert plan.stage("convert").slurm["ntasks-per-node"] == 4
+    assert "gpus-per-node" not in plan.stage("data").slurm
+
+
+def test_complete_outputs_are_skipped_with_reason_and_no_dependency(tmp_path):
+    make_outputs(tmp_path)
+    plan = plan_for(tmp_path)
+    assert [s.skip for s in plan.stages] == [True, True, True, False]
+    assert "first rows parse" in plan.stage("data").reason
+    assert "config.json" in plan.stage("model").reason
+    assert "names release/" in plan.stage("convert").reason
+    assert plan.stage("train").depends_on == () and "dependency" not in plan.stage("train").slurm
+
+
+def test_train_json_carries_slime_args(tmp_path):
+    make_outputs(tmp_path)
+    d = plan_for(tmp_path).to_dict()
+    train = d["stages"][-1]
+    assert set(train) >= {"name", "depends_on", "skip", "reason", "slurm", "argv", "slime_args"}
+    assert "--prompt-data" in train["slime_args"] and "slime_args" not in d["stages"][0]
+    assert train["argv"][-2:] == ["--spec", f"{d['chain_dir']}/train/launch.json"]
+    json.dumps(d)
+
+
+def test_missing_input_without_producer_is_error_when_submitting_and_warning_in_dry_run(tmp_path):
+    make_outputs(tmp_path, data=False)
+    with pytest.raises(CheckError, match="stage train reads paths.prompt-data .* add stage data to --stages"):
+        plan_for(tmp_path, stages="train")
+    plan = plan_for(tmp_path, stages="train", strict=False)
+    assert any("paths.prompt-data" in w for w in plan.warnings)
+
+
+def test_missing_tool_dirs(tmp_path):
+    make_outputs(tmp_path, tools=False)
+    with pytest.raises(CheckError, match="paths.slime_dir = .* does not exist"):
+        plan_for(tmp_path)
+
+
+def test_stage_command_comes_from_the_profile(tmp_path):
+    make_outputs(tmp_path, data=False)
+    plan = plan_for(tmp_path, sets=["stages.data.command=[touch, '{paths.prompt-data}']"])
+    assert plan.stage("data").argv == ("touch", str(tmp_path / "pokerbench" / "train.jsonl"))
+
+
+def test_convert_gets_model_args_and_megatron_path(tmp_path):
+    make_outputs(tmp_path, convert=False)
+    convert = plan_for(tmp_path).stage("convert")
+    assert "--num-layers" in convert.argv and convert.argv[convert.argv.index("--rotary-base") + 1] == "1000000"
+    assert convert.env == {"PYTHONPATH": str(tmp_path / "Megatron-LM")}
+
+
+@pytest.mark.parametrize("text", ["data,deploy", ",", "trian"])
+def test_bad_stages(text):
+    with pytest.raises(ConfigError, match="--stages"):
+        parse_stages(text)
+
+
+# --- the completeness checks on real layouts ---------------------------------------------
+
+def test_jsonl_checks(tmp_path):
+    f = tmp_path / "d.jsonl"
+    assert check_jsonl(f)[0] is False
+    f.write_text("")
+    assert check_jsonl(f) == (False, f"{f} is empty")
+    f.write_text('{"instruction": "x"}\n')
+    assert check_jsonl(f, ("instruction", "output"))[0] is False
+    f.write_text('{"instruction": "x", "output": "fold"}\nnot json\n')
+    assert check_jsonl(f, ("instruction", "output"))[0] is False
+    f.write_text('{"instruction": "x", "output": "fold"}\n' * 5)
+    assert check_jsonl(f, ("instruction", "output"))[0] is True
+    (tmp_path / "d.stats.json").write_text(json.dumps({"rows_out": 4}))
+    assert check_jsonl(f)[0] is False
+    (tmp_path / "d.stats.json").write_text(json.dumps({"rows_out": 5}))
+    assert check_jsonl(f)[0] is True
+
+
+def test_hf_dir_checks_shards(tmp_path):
+    assert not check_hf_dir(tmp_path)[0]
+    (tmp_path / "config.json").write_text("{}")
+    assert not check_hf_dir(tmp_path)[0]
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": "m-1.safetensors", "b": "m-2.safetensors"}}))
+    (tmp_path / "m-1.safetensors").write_bytes(b"")
+    ok, reason = check_hf_dir(tmp_path)
+    assert not ok and "m-2.safetensors" in reason
+    (tmp_path / "m-2.safetensors").write_bytes(b"")
+    assert check_hf_dir(tmp_path)[0]
+
+
+def test_megatron_tracker_must_name_a_present_dir(tmp_path):
+    assert not check_megatron_dir(tmp_path)[0]
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("40\n")
+    ok, reason = check_megatron_dir(tmp_path)
+    assert not ok and "iter_0000040" in reason
+    (tmp_path / "iter_0000020").mkdir()
+    (tmp_path / "iter_0000020" / ".metadata").write_bytes(b"")
+    found, _ = newest_complete_checkpoint(tmp_path)
+    assert found == tmp_path / "iter_0000020"
+    (tmp_path / "iter_0000040").mkdir()
+    (tmp_path / "iter_0000040" / ".metadata").write_bytes(b"")
+    assert check_megatron_dir(tmp_path)[0]
+    (tmp_path / "latest_checkpointed_iteration.txt").write_text("garbage")
+    assert "neither an iteration" in check_megatron_dir(tmp_path)[1]
