@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cluster.checks import slime_gpus
 from cluster.errors import CheckError, ConfigError
 from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir
 from cluster.profile import Profile
@@ -27,6 +28,7 @@ STAGE_INPUTS = {
     "convert": ("paths.hf-checkpoint", "paths.slime_dir", "paths.megatron_dir"),
     "train": ("paths.prompt-data", "paths.hf-checkpoint", "paths.ref-load", "paths.slime_dir", "paths.megatron_dir"),
 }
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of the job: holdem plug-ins
 PRODUCER = {key: stage for stage, key in STAGE_OUTPUT.items()}
 
 
@@ -40,13 +42,15 @@ class StagePlan:
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     slime_args: tuple[str, ...] | None = None
+    launch: dict[str, Any] | None = None  # the train stage's LaunchSpec (cluster/launch.py)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["depends_on"], out["argv"] = list(self.depends_on), list(self.argv)
-        if self.slime_args is None:
-            out.pop("slime_args")
-        else:
+        for key in ("slime_args", "launch"):
+            if out[key] is None:
+                out.pop(key)
+        if self.slime_args is not None:
             out["slime_args"] = list(self.slime_args)
         return out
 
@@ -141,6 +145,29 @@ def _stage_argv(profile: Profile, stage: str, chain_dir: str) -> tuple[list[str]
     return argv, env
 
 
+def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str]) -> dict[str, Any]:
+    """The JSON every node's launcher reads (cluster.launch.LaunchSpec.from_dict)."""
+    slurm, ray = profile.section("slurm"), profile.section("ray")
+    pythonpath = ":".join(p for p in (profile.get("paths.megatron_dir"), str(PROJECT_ROOT)) if p)
+    env = {**profile.section("env"), "PYTHONPATH": pythonpath}
+    return {
+        "chain_dir": chain_dir,
+        "stage": "train",
+        "nodes": slurm["nodes"],
+        "gpus_per_node": slurm["gpus_per_node"],
+        "expected_gpus": slime_gpus(profile),
+        "entrypoint": [*(str(w) for w in profile.get("stages.train.entrypoint") or []), *slime_args],
+        "working_dir": profile.get("stages.train.working_dir"),
+        "env_vars": env,
+        "ray": {k: v for k, v in {
+            "node_ip": ray.get("node_ip"), "interface": ray.get("interface"),
+            "object_store_memory": ray.get("object_store_memory"), "num_cpus": ray.get("num_cpus"),
+            "health_check": ray.get("health_check") or {}, "ready_timeout_s": ray.get("ready_timeout_s"),
+            "head_timeout_s": ray.get("head_timeout_s"),
+        }.items() if v is not None},
+    }
+
+
 def _path_problems(profile: Profile, stage: str, produced: set[str], seen: set[str]) -> list[str]:
     problems = []
     for key in STAGE_INPUTS[stage]:
@@ -185,11 +212,13 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
             slurm["dependency"] = "afterok:" + ":".join(depends)
             slurm["kill-on-invalid-dep"] = "yes"
         argv, env = _stage_argv(profile, name, chain_dir)
+        slime_args = render_slime_args(profile) if name == "train" else None
         plans.append(StagePlan(
             name=name, depends_on=depends, skip=done,
             reason=f"skipped: output complete ({reason})" if done else reason if name == "train" else f"runs: {reason}",
             slurm=slurm, argv=tuple(argv), env=env,
-            slime_args=tuple(render_slime_args(profile)) if name == "train" else None,
+            slime_args=tuple(slime_args) if slime_args is not None else None,
+            launch=render_launch_spec(profile, chain_dir, slime_args) if slime_args is not None else None,
         ))
     if problems and strict_paths:
         raise CheckError(f"{profile.path}: {problems[0]}.")

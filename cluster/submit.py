@@ -15,7 +15,7 @@ from cluster.checks import run_checks, scale_topology
 from cluster.cli import ArgumentParser, run_cli
 from cluster.errors import ConfigError
 from cluster.plan import Plan, build_plan, parse_stages
-from cluster.profile import available_profiles, load_profile
+from cluster.profile import Profile, available_profiles, load_profile
 
 EXAMPLES = """\
 examples:
@@ -55,14 +55,14 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def make_plan(args, strict_paths: bool) -> Plan:
+def make_plan(args, strict_paths: bool) -> tuple[Profile, Plan]:
     if not args.profile:
         raise ConfigError("no profile: pass --profile NAME (one of "
                           f"{', '.join(available_profiles())}) or set RUN_PROFILE.")
     profile = load_profile(args.profile, sets=args.sets)
     profile = scale_topology(profile, args.nodes, args.gpus_per_node)
     run_checks(profile)
-    return build_plan(profile, parse_stages(args.stages), strict_paths=strict_paths)
+    return profile, build_plan(profile, parse_stages(args.stages), strict_paths=strict_paths)
 
 
 def render_plan_text(plan: Plan) -> str:
@@ -84,12 +84,12 @@ def render_plan_text(plan: Plan) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    plan = make_plan(args, strict_paths=not args.dry_run)
+    profile, plan = make_plan(args, strict_paths=not args.dry_run)
     if args.dry_run:
         print(json.dumps(plan.to_dict(), indent=2) if args.json else render_plan_text(plan))
         return 0
     from cluster.slurm import submit_plan  # imports submitit: only when really submitting
-    chain = submit_plan(plan)
+    chain = submit_plan(plan, profile.data)
     print(json.dumps(chain, indent=2) if args.json else chain["summary"])
     return 0
 

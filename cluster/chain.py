@@ -1,0 +1,58 @@
+"""The record of a submitted chain, logs/<chain-id>/chain.json: what status, logs and requeue
+read back. Written atomically; holds the profile snapshot without anything secret."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from cluster.errors import ConfigError
+from cluster.fsutil import write_json_atomic
+
+CHAIN_FILE = "chain.json"
+_SECRET = re.compile(r"(key|token|secret|password|passwd)", re.IGNORECASE)
+
+
+def redact(obj: Any) -> Any:
+    """Drop values whose key names a secret (e.g. an env entry someone put in a profile)."""
+    if isinstance(obj, dict):
+        return {k: ("<redacted>" if _SECRET.search(str(k)) and isinstance(v, (str, int)) else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def write_chain(chain_dir: str | Path, record: dict[str, Any]) -> Path:
+    return write_json_atomic(Path(chain_dir) / CHAIN_FILE, record)
+
+
+def read_chain(chain_dir: str | Path) -> dict[str, Any]:
+    path = Path(chain_dir) / CHAIN_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read the chain record ({exc}).") from None
+
+
+def list_chains(log_dir: str | Path) -> list[Path]:
+    """Chain dirs under the log dir, newest first."""
+    root = Path(log_dir)
+    dirs = [p.parent for p in root.glob(f"*/{CHAIN_FILE}")]
+    return sorted(dirs, key=lambda p: (p / CHAIN_FILE).stat().st_mtime, reverse=True)
+
+
+def find_chain(ref: str, log_dir: str | Path) -> tuple[Path, str | None]:
+    """A chain id, a chain dir, or a Slurm job id of one of its stages -> (chain dir, stage)."""
+    if Path(ref).is_dir() and (Path(ref) / CHAIN_FILE).is_file():
+        return Path(ref), None
+    candidate = Path(log_dir) / ref
+    if (candidate / CHAIN_FILE).is_file():
+        return candidate, None
+    if ref.isdigit():
+        for chain_dir in list_chains(log_dir):
+            for stage in read_chain(chain_dir).get("stages", []):
+                if str(stage.get("job_id")) == ref:
+                    return chain_dir, stage["name"]
+    raise ConfigError(f"no chain or job {ref!r} under {log_dir}: pass a chain id from "
+                      f"`python -m cluster.status`, a job id of one of its stages, or --log-dir.")

@@ -1,0 +1,196 @@
+"""The one module that talks to Slurm: submit a plan through submitit, query and cancel jobs.
+
+All Slurm commands go through `run_slurm` (one seam); submission goes through submitit's
+SlurmExecutor with parameters rendered from the plan's sbatch options.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Sequence
+
+from cluster.chain import redact, write_chain
+from cluster.errors import SlurmError
+from cluster.fsutil import write_json_atomic
+from cluster.plan import Plan, StagePlan
+
+NO_SLURM = ("Slurm not found: sbatch is not on PATH. Run this on a login node of your cluster, or start "
+            "a local one with `sudo scripts/local-slurm.sh up`; --dry-run works without Slurm.")
+# sbatch option -> SlurmExecutor parameter; anything else goes to additional_parameters.
+_NATIVE = {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "cpus-per-task", "mem", "partition",
+           "account", "qos", "constraint", "exclusive", "dependency", "comment"}
+
+
+def require_slurm() -> None:
+    if shutil.which("sbatch") is None:
+        raise SlurmError(NO_SLURM)
+
+
+def run_slurm(argv: Sequence[str], timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess:
+    """Run one Slurm client command; a failure becomes SlurmError with Slurm's own message."""
+    if shutil.which(argv[0]) is None:
+        raise SlurmError(NO_SLURM.replace("sbatch", argv[0], 1))
+    try:
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SlurmError(f"{argv[0]} did not answer within {timeout:.0f} s; is slurmctld up? (`sinfo`)") from None
+    if check and proc.returncode != 0:
+        raise SlurmError(f"{' '.join(argv[:2])} failed: {one_line(proc.stderr or proc.stdout)}")
+    return proc
+
+
+def one_line(text: str) -> str:
+    lines = [ln.strip() for ln in (text or "").strip().splitlines() if ln.strip()]
+    return " / ".join(lines[-2:]) if lines else "(no message)"
+
+
+def parse_time_minutes(text: str | int) -> int:
+    """Slurm time (`MM`, `HH:MM:SS`, `D-HH:MM`...) -> whole minutes, as submitit wants."""
+    if isinstance(text, int):
+        return text
+    days, _, rest = str(text).rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if len(parts) == 1:
+        minutes = parts[0]
+    elif len(parts) == 2:
+        minutes = parts[0] * 60 + parts[1] if days else parts[0] + (parts[1] > 0)
+    else:
+        minutes = parts[0] * 60 + parts[1] + (parts[2] > 0)
+    return int(days or 0) * 1440 + minutes
+
+
+def render_executor_params(sbatch: dict[str, Any]) -> dict[str, Any]:
+    """Plan sbatch options -> SlurmExecutor.update_parameters(**...) (pure)."""
+    params: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in sbatch.items():
+        if key == "time":
+            params["time"] = parse_time_minutes(value)
+        elif key == "signal":
+            params["signal_delay_s"] = int(str(value).rpartition("@")[2])
+        elif key in _NATIVE:
+            params[key.replace("-", "_")] = value
+        else:
+            extra[key] = value
+    if "ntasks_per_node" not in params:
+        params["ntasks_per_node"] = 1
+    if extra:
+        params["additional_parameters"] = extra
+    return params
+
+
+def _stage_function(stage: StagePlan):
+    from cluster.stage_job import StageCommand
+    return StageCommand(stage.name, stage.argv, dict(stage.env))
+
+
+def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str]) -> str:
+    """Submit one stage with its dependencies resolved to job ids; returns the job id."""
+    import submitit
+
+    sbatch = dict(stage.slurm)
+    running_deps = [job_ids[d] for d in stage.depends_on if d in job_ids]
+    if running_deps:
+        sbatch["dependency"] = "afterok:" + ":".join(running_deps)
+    else:
+        sbatch.pop("dependency", None)
+        sbatch.pop("kill-on-invalid-dep", None)
+    sbatch.setdefault("comment", f"holdem-chain={chain_dir.name}")
+    executor = submitit.SlurmExecutor(folder=chain_dir / stage.name / "%j", max_num_timeout=0)
+    executor.update_parameters(**render_executor_params(sbatch))
+    with _captured_stderr() as captured:
+        try:
+            job = executor.submit(_stage_function(stage))
+        except Exception as exc:  # submitit wraps sbatch's failure in several exception types
+            message = captured.read_text() if captured.exists() else ""
+            raise SlurmError(f"sbatch rejected stage {stage.name}: {one_line(message or _sbatch_message(exc))}") from None
+    return str(job.job_id)
+
+
+@contextmanager
+def _captured_stderr():
+    """submitit lets sbatch write to our stderr; catch it so the user gets one line."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "sbatch.err"
+        with path.open("w") as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield path
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+
+
+def _sbatch_message(exc: Exception) -> str:
+    for attr in ("stderr", "output"):
+        value = getattr(exc, attr, None) or getattr(exc.__cause__, attr, None)
+        if value:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    text = str(exc)
+    match = re.search(r"(sbatch: error: .*)", text)
+    return match.group(1) if match else text
+
+
+def cancel_jobs(job_ids: Sequence[str]) -> None:
+    if job_ids:
+        run_slurm(["scancel", *job_ids], check=False)
+
+
+def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Submit every stage that is not skipped, in order, recording the chain. If Slurm refuses a
+    stage, cancel the stages already submitted so nothing is left half-submitted."""
+    require_slurm()
+    chain_dir = Path(plan.chain_dir)
+    chain_dir.mkdir(parents=True, exist_ok=True)
+    train = next((s for s in plan.stages if s.name == "train" and not s.skip), None)
+    if train is not None and train.launch is not None:
+        write_json_atomic(chain_dir / "train" / "launch.json", train.launch)
+    job_ids: dict[str, str] = {}
+    record = _record(plan, job_ids, profile_data)
+    try:
+        for stage in plan.stages:
+            if not stage.skip:
+                job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids)
+    except SlurmError as exc:
+        cancel_jobs(list(job_ids.values()))
+        done = ", ".join(f"{n} ({j})" for n, j in job_ids.items())
+        record = _record(plan, job_ids, profile_data, failed=str(exc))
+        write_chain(chain_dir, record)
+        raise SlurmError(f"{exc}. Cancelled what was already submitted: {done}." if done else str(exc)) from None
+    record = _record(plan, job_ids, profile_data)
+    write_chain(chain_dir, record)
+    record["summary"] = render_summary(plan, job_ids)
+    return record
+
+
+def _record(plan: Plan, job_ids: dict[str, str], profile_data: dict[str, Any] | None, failed: str | None = None) -> dict[str, Any]:
+    out = plan.to_dict()
+    for stage in out["stages"]:
+        stage["job_id"] = job_ids.get(stage["name"])
+        stage["log_dir"] = f"{plan.chain_dir}/{stage['name']}/{stage['job_id']}" if stage["job_id"] else None
+        stage.pop("launch", None)
+    out.update(user=getpass.getuser(), submitted_at=time.time(), submit_failed=failed,
+               profile_snapshot=redact(profile_data or {}))
+    return out
+
+
+def render_summary(plan: Plan, job_ids: dict[str, str]) -> str:
+    lines = [f"chain {plan.chain_id} submitted ({len(job_ids)} job(s)); logs in {plan.chain_dir}/"]
+    for stage in plan.stages:
+        state = f"job {job_ids[stage.name]}" if stage.name in job_ids else "skipped"
+        after = f" after {', '.join(d for d in stage.depends_on if d in job_ids)}" if any(d in job_ids for d in stage.depends_on) else ""
+        lines.append(f"  {stage.name:8s} {state}{after}")
+    lines.append(f"follow:  python -m cluster.logs {plan.chain_id} -f")
+    lines.append(f"status:  python -m cluster.status {plan.chain_id}")
+    return "\n".join(lines)
+

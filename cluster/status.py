@@ -1,0 +1,103 @@
+"""python -m cluster.status [CHAIN|JOB]: every stage of a chain with its Slurm state, or the
+user's recent chains."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from cluster.chain import find_chain, list_chains, read_chain
+from cluster.cli import ArgumentParser, run_cli
+from cluster.jobstate import JobInfo, query_jobs
+
+COLUMNS = ("stage", "job_id", "state", "nodes", "elapsed", "restarts", "exit_code", "log_dir")
+
+
+def stage_rows(record: dict[str, Any], jobs: dict[str, JobInfo]) -> list[dict[str, Any]]:
+    """One row per stage (pure): skipped stages say so, the rest take their job's state."""
+    rows = []
+    for stage in record.get("stages", []):
+        job = jobs.get(str(stage.get("job_id")))
+        if stage.get("skip"):
+            state = "SKIPPED"
+        elif not stage.get("job_id"):
+            state = "NOT SUBMITTED"
+        else:
+            state = job.state if job else "UNKNOWN"
+        rows.append({
+            "stage": stage["name"], "job_id": stage.get("job_id") or "-", "state": state,
+            "nodes": job.nodes if job else "", "elapsed": job.elapsed if job else "",
+            "restarts": job.restarts if job else 0, "exit_code": job.exit_code if job else "",
+            "reason": job.reason if job and job.state in ("PENDING", "CANCELLED") and job.reason not in ("None", "") else "",
+            "log_dir": stage.get("log_dir") or "",
+        })
+    return rows
+
+
+def chain_state(rows: list[dict[str, Any]]) -> str:
+    states = [r["state"] for r in rows if r["state"] != "SKIPPED"]
+    for bad in ("FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED"):
+        if bad in states:
+            failed = next(r["stage"] for r in rows if r["state"] == bad)
+            return f"{bad} at {failed}"
+    if states and all(s == "COMPLETED" for s in states):
+        return "COMPLETED"
+    if "RUNNING" in states:
+        return "RUNNING " + next(r["stage"] for r in rows if r["state"] == "RUNNING")
+    return "PENDING" if states else "COMPLETED (all skipped)"
+
+
+def render_table(rows: list[dict[str, Any]]) -> str:
+    cells = [[str(r[c]) for c in COLUMNS] for r in rows]
+    header = [c.upper() for c in COLUMNS]
+    widths = [max(len(x) for x in col) for col in zip(header, *cells)]
+    fmt = "  ".join(f"{{:{w}}}" for w in widths)
+    out = [fmt.format(*header)] + [fmt.format(*c) for c in cells]
+    out += [f"  {r['stage']}: {r['reason']}" for r in rows if r["reason"] and r["state"] != "COMPLETED"]
+    return "\n".join(line.rstrip() for line in out)
+
+
+def chain_status(chain_dir: Path) -> dict[str, Any]:
+    record = read_chain(chain_dir)
+    jobs = query_jobs(str(s.get("job_id")) for s in record.get("stages", []) if s.get("job_id"))
+    rows = stage_rows(record, jobs)
+    return {"chain_id": record.get("chain_id"), "profile": record.get("profile"), "chain_dir": str(chain_dir),
+            "state": chain_state(rows), "stages": rows}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = ArgumentParser(prog="python -m cluster.status",
+                            description="Show every stage of a chain (job id, state, nodes, elapsed, restarts, "
+                                        "exit code, log dir), or the recent chains when no argument is given.",
+                            epilog="examples:\n  python -m cluster.status                 # recent chains\n"
+                                   "  python -m cluster.status smoke-20261124-101500-ab12\n"
+                                   "  python -m cluster.status 4812 --json      # the chain of job 4812")
+    parser.add_argument("ref", nargs="?", help="chain id, chain dir, or a job id of one of its stages")
+    parser.add_argument("--log-dir", default="logs", help="where chains are recorded (default: ./logs)")
+    parser.add_argument("--limit", type=int, default=10, help="recent chains to list (default 10)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    if args.ref:
+        chain_dir, _stage = find_chain(args.ref, args.log_dir)
+        status = chain_status(chain_dir)
+        if args.json:
+            print(json.dumps(status, indent=2))
+        else:
+            print(f"chain {status['chain_id']} ({status['profile']}): {status['state']}")
+            print(render_table(status["stages"]))
+        return 0
+    chains = [chain_status(d) for d in list_chains(args.log_dir)[: args.limit]]
+    if args.json:
+        print(json.dumps(chains, indent=2))
+    elif not chains:
+        print(f"no chains under {args.log_dir}/ (submit one with python -m cluster.submit)")
+    else:
+        for status in chains:
+            jobs = " ".join(f"{r['stage']}={r['job_id']}" for r in status["stages"] if r["job_id"] != "-")
+            print(f"{status['chain_id']:40s} {status['state']:28s} {jobs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))
