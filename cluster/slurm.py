@@ -53,18 +53,19 @@ def one_line(text: str) -> str:
 
 
 def parse_time_minutes(text: str | int) -> int:
-    """Slurm time (`MM`, `HH:MM:SS`, `D-HH:MM`...) -> whole minutes, as submitit wants."""
+    """Slurm time (`M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) -> whole minutes, rounded up,
+    as submitit wants."""
     if isinstance(text, int):
         return text
     days, _, rest = str(text).rpartition("-")
     parts = [int(p) for p in rest.split(":")]
-    if len(parts) == 1:
-        minutes = parts[0]
-    elif len(parts) == 2:
-        minutes = parts[0] * 60 + parts[1] if days else parts[0] + (parts[1] > 0)
+    if days:
+        h, m, sec = (parts + [0, 0])[:3]
+    elif len(parts) == 3:
+        h, m, sec = parts
     else:
-        minutes = parts[0] * 60 + parts[1] + (parts[2] > 0)
-    return int(days or 0) * 1440 + minutes
+        h, (m, sec) = 0, (parts + [0])[:2]
+    return int(days or 0) * 1440 + h * 60 + m + (sec > 0)
 
 
 def render_executor_params(sbatch: dict[str, Any]) -> dict[str, Any]:
