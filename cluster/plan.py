@@ -43,6 +43,7 @@ class StagePlan:
     env: dict[str, str] = field(default_factory=dict)
     slime_args: tuple[str, ...] | None = None
     launch: dict[str, Any] | None = None  # the train stage's LaunchSpec (cluster/launch.py)
+    max_restarts: int = 0  # requeues allowed (train: slurm.max_restarts)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -219,6 +220,7 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
             slurm=slurm, argv=tuple(argv), env=env,
             slime_args=tuple(slime_args) if slime_args is not None else None,
             launch=render_launch_spec(profile, chain_dir, slime_args) if slime_args is not None else None,
+            max_restarts=profile.get("slurm.max_restarts") or 0 if name == "train" else 0,
         ))
     if problems and strict_paths:
         raise CheckError(f"{profile.path}: {problems[0]}.")

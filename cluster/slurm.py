@@ -89,7 +89,9 @@ def render_executor_params(sbatch: dict[str, Any]) -> dict[str, Any]:
 
 
 def _stage_function(stage: StagePlan):
-    from cluster.stage_job import StageCommand
+    from cluster.stage_job import StageCommand, TrainCommand
+    if stage.max_restarts > 0:
+        return TrainCommand(stage.name, stage.argv, dict(stage.env), max_restarts=stage.max_restarts)
     return StageCommand(stage.name, stage.argv, dict(stage.env))
 
 
@@ -105,7 +107,9 @@ def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str]) -> 
         sbatch.pop("dependency", None)
         sbatch.pop("kill-on-invalid-dep", None)
     sbatch.setdefault("comment", f"holdem-chain={chain_dir.name}")
-    executor = submitit.SlurmExecutor(folder=chain_dir / stage.name / "%j", max_num_timeout=0)
+    # submitit counts time-outs against max_num_timeout (preemptions do not count, as in
+    # submitit); TrainCommand.checkpoint caps all restarts at slurm.max_restarts.
+    executor = submitit.SlurmExecutor(folder=chain_dir / stage.name / "%j", max_num_timeout=stage.max_restarts)
     executor.update_parameters(**render_executor_params(sbatch))
     with _captured_stderr() as captured:
         try:
