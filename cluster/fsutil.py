@@ -15,9 +15,7 @@ def write_atomic(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        os.replace(tmp, path)  # readers see the old file or the new one, never a part
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -125,15 +125,13 @@ def _captured_stderr():
     """submitit lets sbatch write to our stderr; catch it so the user gets one line."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "sbatch.err"
-        with path.open("w") as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield path
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
+    with tempfile.NamedTemporaryFile("w+", prefix="sbatch-", suffix=".err") as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield Path(sink.name)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _sbatch_message(exc: Exception) -> str:
