@@ -115,7 +115,7 @@ start_daemon() {
   rm -f "$pf"
   # shellcheck disable=SC2016  # $$ and $0 belong to the inner sh
   setsid sh -c 'echo $$ >"$0.tmp" && mv "$0.tmp" "$0" && exec "$@"' "$pf" "$@" \
-    </dev/null >>"$STATE/log/$name.out" 2>&1 &
+    </dev/null >>"$STATE/log/$name.out" 2>&1 9>&- &
   wait_until "PID file of $name ($pf)" 10 "" "$STATE/log/$name.out" test -s "$pf"
 }
 
@@ -183,10 +183,20 @@ install_packages() {
   if ! compgen -G '/var/lib/apt/lists/*Packages*' >/dev/null; then
     DEBIAN_FRONTEND=noninteractive apt-get update -q || fail "apt-get update failed"
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-    "${PACKAGES[@]}" iproute2 util-linux || fail "apt-get install ${PACKAGES[*]} failed"
+  local apt_install=(apt-get install -y -q --no-install-recommends "${PACKAGES[@]}" iproute2 util-linux)
+  # Stale package lists give 404s: refresh them once and retry.
+  DEBIAN_FRONTEND=noninteractive "${apt_install[@]}" ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -q && DEBIAN_FRONTEND=noninteractive "${apt_install[@]}"; } ||
+    fail "apt-get install ${PACKAGES[*]} failed (see apt's output above)"
   ((own_policy)) && rm -f "$policy"
   trap - EXIT
+  # The packages enable their units; at the next boot they would start with the distribution's
+  # config (and ours via /etc/slurm/slurm.conf) on the ports we use. We installed them, so we
+  # disable them.
+  if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
+    systemctl disable --now slurmctld slurmd slurmdbd munge mariadb >/dev/null 2>&1 || true
+    log "disabled the distribution's slurmctld, slurmd, slurmdbd, munge and mariadb units"
+  fi
 }
 
 # ---------------------------------------------------------------- config
@@ -205,7 +215,8 @@ write_configs() {
   nodes="${PREFIX}[1-$n]"
   ((n == 1)) && nodes=$(node_name 1)
   ctl_host=$(hostname -s)
-  mkdir -p "$STATE"/{etc,run,log,ctld,spool,fakegpu}
+  # run/*.pid are the PIDs this script recorded; run/own/ holds the daemons' own PID files.
+  mkdir -p "$STATE"/{etc,run/own,log,ctld,spool,fakegpu}
   for i in $(seq 0 $((GPUS_PER_NODE - 1))); do
     [[ -c $STATE/fakegpu/nvidia$i ]] || mknod "$STATE/fakegpu/nvidia$i" c 1 3
   done
@@ -222,10 +233,10 @@ CredType=cred/munge
 # 15 s instead of 120 s: a requeued job would otherwise wait minutes for its old credential.
 AuthInfo=cred_expire=15,socket=$MUNGE_SOCKET
 StateSaveLocation=$STATE/ctld
-SlurmctldPidFile=$STATE/run/slurmctld.own.pid
+SlurmctldPidFile=$STATE/run/own/slurmctld.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
 SlurmdSpoolDir=$STATE/spool/%n
-SlurmdPidFile=$STATE/run/slurmd-%n.own.pid
+SlurmdPidFile=$STATE/run/own/slurmd-%n.pid
 SlurmdLogFile=$STATE/log/slurmd-%n.log
 # Report the configured CPUs/GPUs rather than this host's 2 cores (Ray needs CPUs >= GPUs).
 SlurmdParameters=config_overrides
@@ -248,6 +259,8 @@ PropagateResourceLimits=NONE
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
+# For accounting_storage/slurmdbd this names the munge socket (AuthInfo does not cover it).
+AccountingStoragePass=$MUNGE_SOCKET
 AccountingStorageTRES=gres/gpu
 AccountingStorageEnforce=associations
 JobAcctGatherType=jobacct_gather/linux
@@ -271,7 +284,7 @@ DbdHost=localhost
 DbdAddr=127.0.0.1
 DbdPort=$DBD_PORT
 SlurmUser=root
-PidFile=$STATE/run/slurmdbd.own.pid
+PidFile=$STATE/run/own/slurmdbd.pid
 LogFile=$STATE/log/slurmdbd.log
 StorageType=accounting_storage/mysql
 StorageHost=127.0.0.1
@@ -353,7 +366,11 @@ kill_namespace_processes() {
 }
 
 teardown_network() {
-  local ns
+  local ns veth
+  # Delete the veths ourselves: the kernel removes them only some time after their namespace.
+  for veth in /sys/class/net/"$NAME"v[0-9]*; do
+    [[ -e $veth ]] && ip link del "${veth##*/}" 2>/dev/null
+  done
   for ns in /run/netns/"$NAME-$PREFIX"*; do
     [[ -e $ns ]] && ip netns del "${ns##*/}" && log "removed namespace ${ns##*/}"
   done
@@ -486,7 +503,7 @@ all_daemons() {
 
 running_nodes() { cat "$STATE/run/nodes" 2>/dev/null || echo 0; }
 
-# up: 0 = fully up with N nodes, 1 = partly up, 2 = nothing runs
+# "up" (every recorded daemon runs), "partial" or "down"
 cluster_state() {
   local n d up=0 total=0
   n=$(running_nodes)
@@ -539,14 +556,16 @@ cancel_all_jobs() {
 }
 
 cmd_down() {
-  local purge=$1 n i
+  local purge=$1 pf
   if [[ ! -d $STATE ]]; then log "nothing to stop ($STATE does not exist)"; return 0; fi
-  n=$(running_nodes)
   rm -f "$STATE/cluster.env"
   cancel_all_jobs
   # slurmctld before the slurmds, or it hangs on shutdown.
   stop_daemon slurmctld
-  for i in $(seq 1 "$n"); do stop_daemon "slurmd-$(node_name "$i")"; done
+  # Every slurmd we recorded, whatever the node count was.
+  for pf in "$STATE"/run/slurmd-*.pid; do
+    [[ -e $pf ]] && { pf=${pf##*/}; stop_daemon "${pf%.pid}"; }
+  done
   kill_namespace_processes
   stop_daemon slurmdbd
   stop_daemon mariadbd

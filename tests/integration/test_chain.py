@@ -67,12 +67,6 @@ def wait_chain_final(tmp_path: Path, chain_id: str, deadline_s: float = 120) -> 
     pytest.fail(f"chain {chain_id} not final after {deadline_s} s: {status}\n--- logs ---\n{logs}")
 
 
-def sacct_times(job_id: str) -> tuple[str, str]:
-    out = subprocess.run(["sacct", "-X", "-P", "-n", "-o", "Start,End", "-j", job_id], capture_output=True, text=True).stdout
-    start, end = out.strip().splitlines()[-1].split("|")
-    return start, end
-
-
 def test_chain_runs_in_dependency_order_and_resubmission_skips(local_slurm, tmp_path):
     proc = submit(tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -83,7 +77,9 @@ def test_chain_runs_in_dependency_order_and_resubmission_skips(local_slurm, tmp_
     assert record["chain_id"] == chain["chain_id"] and record["profile_snapshot"]["rollout"]["rollout-batch-size"] == 4
     status = wait_chain_final(tmp_path, chain["chain_id"])
     assert [s["state"] for s in status["stages"]] == ["COMPLETED"] * 3, status
-    assert sacct_times(ids["convert"])[0] >= sacct_times(ids["model"])[1]
+    model = local_slurm.wait_for_accounting(ids["model"], "COMPLETED", fields=("Start", "End"))
+    convert = local_slurm.wait_for_accounting(ids["convert"], "COMPLETED", fields=("Start", "End"))
+    assert convert["Start"] >= model["End"], (model, convert)
     # convert: one node, one task per GPU, and every task sees the node's 4 GPUs
     logs = cli("cluster.logs", chain["chain_id"], "--stage", "convert", cwd=tmp_path).stdout
     assert logs.count("stand-in convert on n") == 4 and "CUDA_VISIBLE_DEVICES=0,1,2,3" in logs
