@@ -127,10 +127,10 @@ def _opponents_with_chips(
     """Whether some opponent still in the hand has chips behind (else raising is pointless
     and not allowed: hero may only call or fold)."""
     in_hand = {entry.position for actions in history for entry in actions} - folded
-    if len(history) == 1:
-        # Preflop, players after the hero who have not acted yet are still in (the blinds
-        # included); players before the hero who are not mentioned folded.
-        acted = {entry.position for entry in history[0]}
+    acted = {entry.position for entry in history[0]}
+    if len(history) == 1 and hero not in acted:
+        # First preflop orbit: players after the hero who have not acted yet are still in (the
+        # blinds included); everyone else who is not mentioned folded.
         after = PREFLOP_ORDER[PREFLOP_ORDER.index(hero) + 1 :]
         in_hand |= {pos for pos in after if pos not in acted}
     in_hand.discard(hero)

@@ -1,0 +1,140 @@
+"""The rollout's own time per tool turn, against a zero-latency stand-in server.
+
+    python bench/rollout.py [--episodes 300] [--tool-turns 3]
+
+Replies are precomputed with the SGLang stand-in (tests/standins/sglang_server.py) and served
+in-process with no latency, so the timing is the rollout's own work: payload building, reply
+parsing, decoding the model's tokens, parsing tool calls, running get_game_state, rendering and
+encoding the tool-response turn, bookkeeping. Per tool turn = (time of episodes with K
+get_game_state turns - time of episodes answering at once) / K. Target: < 1 ms.
+Baselines measured in the same run: one HTTP round trip of the same /generate request to the
+real stand-in server on 127.0.0.1 (aiohttp on both ends), and the tokenizer encoding the
+same tool-response text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import types
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from holdem import rollout  # noqa: E402
+from holdem.chat import _cached_prompt_ids, chat_format, load_tokenizer  # noqa: E402
+from holdem.rowgen import generate_rows  # noqa: E402
+from holdem.toolcall import render_tool_call  # noqa: E402
+from holdem.tools import make_context, render_game_state  # noqa: E402
+from tests.standins.sglang_server import Completion, Request, SGLangStandIn, turns_script  # noqa: E402
+from tests.standins.slime_sample import Sample  # noqa: E402
+
+TOKENIZER_DIR = os.path.join(ROOT, "tests", "fixtures", "qwen3_tokenizer")
+STATE = Completion(render_tool_call("get_game_state", {}))
+FOLD = Completion(render_tool_call("make_action", {"action": "fold"}))
+
+
+def _args(port: int = 9) -> types.SimpleNamespace:
+    return types.SimpleNamespace(hf_checkpoint=TOKENIZER_DIR, sglang_router_ip="127.0.0.1", sglang_router_port=port,
+                                 rollout_max_response_len=4096)
+
+
+async def _episodes(rows: list[dict], tool_turns: int, standin: SGLangStandIn, memo: dict) -> float:
+    """Run one episode per row with `tool_turns` get_game_state turns; returns seconds spent
+    (replies come from `memo`, filled on a first untimed pass)."""
+    script = turns_script([STATE] * tool_turns + [FOLD])
+
+    async def zero_latency_post(url: str, payload: dict) -> dict:
+        key = tuple(payload["input_ids"])
+        reply = memo.get(key)
+        if reply is None:
+            ids = payload["input_ids"]
+            request = Request(payload, ids, standin.tokenizer.decode(ids, skip_special_tokens=False))
+            reply = memo[key] = standin.reply(request, script(request))
+        return reply
+
+    rollout._post = zero_latency_post  # the benchmark replaces the network, nothing else
+    args = _args()
+    start = time.perf_counter()
+    for row in rows:
+        sample = await rollout.generate(args, Sample(prompt=row["instruction"]), {"max_new_tokens": 4096})
+        assert sample.metadata["holdem"]["end"] == "action", sample.metadata
+    return time.perf_counter() - start
+
+
+async def _http_round_trip(standin: SGLangStandIn, payload: dict, n: int) -> float:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session:
+        url = standin.url + "/generate"
+        async with session.post(url, json=payload) as response:
+            await response.json()
+        start = time.perf_counter()
+        for _ in range(n):
+            async with session.post(url, json=payload) as response:
+                await response.json()
+        return (time.perf_counter() - start) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--tool-turns", type=int, default=3)
+    args = parser.parse_args()
+    tokenizer = load_tokenizer(TOKENIZER_DIR)
+    rows = list(generate_rows(args.episodes, seed=5))
+    standin = SGLangStandIn(tokenizer, turns_script([STATE, FOLD]))
+    memo: dict = {}  # replies per request, one memo per script
+    original_post = rollout._post
+
+    memo_tools: dict = {}
+
+    async def timed() -> tuple[float, float]:
+        await _episodes(rows, 0, standin, memo)  # warm-up: fill replies, prompt cache, tokenizer
+        await _episodes(rows, args.tool_turns, standin, memo_tools)
+        direct = min([await _episodes(rows, 0, standin, memo) for _ in range(3)])
+        with_tools = min([await _episodes(rows, args.tool_turns, standin, memo_tools) for _ in range(3)])
+        return direct, with_tools
+
+    direct, with_tools = asyncio.run(timed())
+    rollout._post = original_post
+    per_episode = direct / len(rows)
+    per_tool_turn = (with_tools - direct) / (len(rows) * args.tool_turns)
+
+    sample = Sample(prompt=rows[0]["instruction"])
+    with SGLangStandIn(tokenizer, turns_script([STATE, FOLD])) as server:
+        first = asyncio.run(_first_request(server, sample))
+        http = asyncio.run(_http_round_trip(server, first, 300))
+    state_json = render_game_state(make_context(rows[0]["instruction"]).state)
+    chat = chat_format(tokenizer, False)
+    start = time.perf_counter()
+    for _ in range(300):
+        tokenizer(chat.tool_turn([state_json])[1], add_special_tokens=False)
+    encode = (time.perf_counter() - start) / 300
+    start = time.perf_counter()
+    for row in rows[:100]:
+        _cached_prompt_ids.__wrapped__(chat, row["instruction"])
+    prompt_build = (time.perf_counter() - start) / 100
+
+    print(f"episodes: {len(rows)} x {args.tool_turns} get_game_state turns + make_action (zero-latency replies)")
+    print(f"rollout own time per tool turn : {per_tool_turn * 1e3:8.3f} ms  (target < 1 ms)")
+    print(f"rollout own time per episode answering at once (prompt ids cached, as for a GRPO group): {per_episode * 1e3:.3f} ms")
+    print(f"building one new prompt (chat template + encode): {prompt_build * 1e3:.3f} ms")
+    print(f"baseline: one HTTP /generate round trip to the stand-in on 127.0.0.1: {http * 1e3:.3f} ms")
+    print(f"baseline: tokenizer(...) of one tool-response turn: {encode * 1e3:.3f} ms")
+    print(f"ratio tool turn / HTTP round trip: {per_tool_turn / http:.2f}")
+
+
+async def _first_request(server: SGLangStandIn, sample: Sample) -> dict:
+    try:
+        await rollout.generate(_args(server.port), sample, {"max_new_tokens": 4096})
+    finally:
+        await rollout.close_sessions()
+    return server.requests[0]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,258 @@
+"""PokerBench rows as game states: `parse_instruction`, `parse_label` and their inverses.
+
+Pure and stdlib only. The template is described in ../shared/POKERBENCH.md; rendering a parsed
+real row gives back the identical text (tests/unit/holdem/test_pokerbench.py checks it).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from holdem.table import (
+    STREETS,
+    Action,
+    LegalAction,
+    PlayerAction,
+    TableInfo,
+    derive_table,
+)
+
+RANK_WORDS = {
+    "Two": "2", "Three": "3", "Four": "4", "Five": "5", "Six": "6", "Seven": "7", "Eight": "8",
+    "Nine": "9", "Ten": "T", "Jack": "J", "Queen": "Q", "King": "K", "Ace": "A",
+}  # fmt: skip
+SUIT_WORDS = {"Heart": "h", "Spade": "s", "Club": "c", "Diamond": "d"}
+_RANK_NAMES = {v: k for k, v in RANK_WORDS.items()}
+_SUIT_NAMES = {v: k for k, v in SUIT_WORDS.items()}
+NO_ACTION = "there has been no action yet"
+
+HEADER = (
+    "\n\nYou are a specialist in playing 6-handed No Limit Texas Holdem. The following will be a"
+    " game scenario and you need to make the optimal decision.\n\nHere is a game summary:\n\n"
+    "The small blind is 0.5 chips and the big blind is 1 chips. Everyone started with 100 chips.\n"
+    "The player positions involved in this game are UTG, HJ, CO, BTN, SB, BB.\n"
+)
+FOOTER = (
+    "\n\nDecide on an action based on the strength of your hand on this board, your position, and"
+    " actions before you. Do not explain your answer.\nYour optimal action is:"
+)
+
+_CARD = r"(?:Two|Three|Four|Five|Six|Seven|Eight|Nine|Ten|Jack|Queen|King|Ace) [oO]f (?:Heart|Spade|Club|Diamond)"
+_POS = r"(?:UTG|HJ|CO|BTN|SB|BB)"
+_NUM = r"\d+(?:\.\d+)?"
+_HERO_RE = re.compile(rf"In this hand, your position is ({_POS}), and your holding is \[({_CARD}) and ({_CARD})\]\.\n")
+_PREFLOP_RE = re.compile(r"Before the flop, (.*?)\. Assume that all other players that is not mentioned folded\.\n")
+_FLOP_RE = re.compile(rf"The flop comes ({_CARD}), ({_CARD}), and ({_CARD}), then (.*?)\.\n")
+_TURN_RE = re.compile(rf"The turn comes ({_CARD}), then (.*?)\.\n")
+_RIVER_RE = re.compile(rf"The river comes ({_CARD}), then (.*?)\.\n")
+_POT_RE = re.compile(rf"\nNow it is your turn to make a move\.\nTo remind you, the current pot size is ({_NUM}) chips, and your holding is \[({_CARD}) and ({_CARD})\]\.")
+_ENTRY_RE = re.compile(rf"({_POS}) (fold|check|call|all in|(?:bet|raise) ({_NUM})(?: chips)?)")
+_LABEL_RE = re.compile(rf"(fold|check|call|all in|allin|(bet|raise) ({_NUM}))")
+
+
+@dataclass(frozen=True)
+class GameState:
+    """One PokerBench spot. Cards are strings like "Kh"; `history` holds one tuple of actions
+    per street reached (the last one is the current street); `pot` is as stated (it often
+    leaves out dead blinds). Stacks and legal actions are derived (everyone starts at 100)."""
+
+    street: str
+    hero_position: str
+    hole_cards: tuple[str, str]
+    board: tuple[str, ...]
+    pot: float
+    history: tuple[tuple[PlayerAction, ...], ...]
+    to_call: float
+    hero_committed: float
+    hero_stack: float
+    current_bet: float
+    legal_actions: tuple[LegalAction, ...]
+
+    @property
+    def table(self) -> TableInfo:
+        return TableInfo(self.current_bet, self.hero_committed, self.hero_stack, self.to_call, self.legal_actions)
+
+
+def make_state(
+    hero: str,
+    hole_cards: tuple[str, str],
+    board: tuple[str, ...],
+    pot: float,
+    history: tuple[tuple[PlayerAction, ...], ...],
+) -> GameState:
+    """Build a state from its stated parts, deriving the table (used by the parser and rowgen)."""
+    table = derive_table(hero, history)
+    return GameState(
+        street=STREETS[len(history) - 1],
+        hero_position=hero,
+        hole_cards=hole_cards,
+        board=board,
+        pot=pot,
+        history=history,
+        to_call=table.to_call,
+        hero_committed=table.hero_committed,
+        hero_stack=table.hero_stack,
+        current_bet=table.current_bet,
+        legal_actions=table.legal_actions,
+    )
+
+
+def parse_instruction(text: str) -> GameState:
+    """Parse a PokerBench instruction. Raises ValueError naming the part that did not parse."""
+    if not isinstance(text, str):
+        raise ValueError(f"instruction: expected a string, got {type(text).__name__}")
+    return _parse_instruction(text)
+
+
+# Prompts repeat across the n samples of a GRPO group: cache parsed states by text.
+@lru_cache(maxsize=16384)
+def _parse_instruction(text: str) -> GameState:
+    hero_m = _search(_HERO_RE, text, "the hero line 'In this hand, your position is …'")
+    pre_m = _search(_PREFLOP_RE, text, "the preflop line 'Before the flop, … folded.'")
+    pot_m = _search(_POT_RE, text, "the pot line 'To remind you, the current pot size is N chips …'")
+    hole = (parse_card(hero_m.group(2)), parse_card(hero_m.group(3)))
+    history = [_parse_actions(pre_m.group(1), "preflop")]
+    board: list[str] = []
+    tail = text[pre_m.end() : pot_m.start()]
+    for name, regex, n_cards in (("flop", _FLOP_RE, 3), ("turn", _TURN_RE, 1), ("river", _RIVER_RE, 1)):
+        m = regex.match(tail)
+        if m is None:
+            break
+        board.extend(parse_card(m.group(i + 1)) for i in range(n_cards))
+        history.append(_parse_actions(m.group(n_cards + 1), name))
+        tail = tail[m.end() :]
+    if tail not in ("", "\n"):
+        raise ValueError(f"instruction: unexpected text after the street lines: {tail[:80]!r}")
+    return make_state(hero_m.group(1), hole, tuple(board), float(pot_m.group(1)), tuple(history))
+
+
+def _search(regex: re.Pattern[str], text: str, what: str) -> re.Match[str]:
+    m = regex.search(text)
+    if m is None:
+        raise ValueError(f"instruction: could not find {what}")
+    return m
+
+
+def parse_card(words: str) -> str:
+    """'King of Heart' / 'Ten Of Club' -> 'Kh' / 'Tc'."""
+    try:
+        rank, _, suit = words.split(" ")
+        return RANK_WORDS[rank] + SUIT_WORDS[suit]
+    except (ValueError, KeyError):
+        raise ValueError(f"card: could not parse {words!r}") from None
+
+
+def _parse_actions(text: str, street: str) -> tuple[PlayerAction, ...]:
+    if text == NO_ACTION:
+        return ()
+    parts = text.split(", ")
+    if len(parts) > 1:
+        if not parts[-1].startswith("and "):
+            raise ValueError(f"{street} actions: expected 'and' before the last action in {text!r}")
+        parts[-1] = parts[-1][4:]
+    entries = []
+    for part in parts:
+        entry = _parse_entry(part)
+        if entry is None:
+            raise ValueError(f"{street} actions: could not parse {part!r} in {text!r}")
+        entries.append(entry)
+    return tuple(entries)
+
+
+# The same few hundred entries ("BB check", "HJ raise 2.0 chips") recur in every data set;
+# entries are immutable, so one shared object per text is safe and saves the reward time.
+@lru_cache(maxsize=8192)
+def _parse_entry(part: str) -> PlayerAction | None:
+    m = _ENTRY_RE.fullmatch(part)
+    return None if m is None else PlayerAction(m.group(1), _action_from(m.group(2), m.group(3)))
+
+
+def _action_from(verb: str, amount: str | None) -> Action:
+    if verb in ("all in", "allin"):
+        return Action("allin")
+    if amount is not None:
+        return Action(verb.split(" ", 1)[0], float(amount))
+    return Action(verb)
+
+
+def parse_label(text: str) -> Action:
+    """Parse a PokerBench label (`fold`, `check`, `call`, `bet N`, `raise N`, `all in`)."""
+    if not isinstance(text, str):
+        raise ValueError(f"label: expected a string, got {type(text).__name__}")
+    m = _LABEL_RE.fullmatch(text.strip().lower())
+    if m is None:
+        raise ValueError(f"label: could not parse {text!r} (expected fold|check|call|all in|bet N|raise N)")
+    return _action_from(m.group(1) if m.group(2) is None else m.group(2), m.group(3))
+
+
+# ---- rendering (the inverse; used by holdem.rowgen) ----
+
+
+def render_card(card: str, board: bool) -> str:
+    return f"{_RANK_NAMES[card[0]]} {'Of' if board else 'of'} {_SUIT_NAMES[card[1]]}"
+
+
+def format_amount(amount: float, street: str) -> str:
+    """Preflop amounts keep their float form (`2.0`, `24.1`); postflop ones are integers."""
+    if street != "preflop" and float(amount).is_integer():
+        return str(int(amount))
+    return str(float(amount))
+
+
+def _render_entry(entry: PlayerAction, street: str, chips: bool) -> str:
+    action = entry.action
+    if action.kind == "allin":
+        verb = "all in"
+    elif action.amount is not None:
+        verb = f"{action.kind} {format_amount(action.amount, street)}" + (" chips" if chips else "")
+    else:
+        verb = action.kind
+    return f"{entry.position} {verb}"
+
+
+def _render_actions(entries: tuple[PlayerAction, ...], street: str, chips: bool) -> str:
+    parts = [_render_entry(entry, street, chips) for entry in entries]
+    if not parts:
+        return NO_ACTION
+    if len(parts) == 1:
+        return parts[0]
+    return ", ".join(parts[:-1]) + ", and " + parts[-1]
+
+
+def render_instruction(state: GameState) -> str:
+    """The PokerBench instruction text for `state` (byte-compatible with the real rows)."""
+    holding = f"[{render_card(state.hole_cards[0], False)} and {render_card(state.hole_cards[1], False)}]"
+    postflop = len(state.history) > 1
+    lines = [
+        HEADER,
+        f"In this hand, your position is {state.hero_position}, and your holding is {holding}.\n",
+        f"Before the flop, {_render_actions(state.history[0], 'preflop', postflop)}."
+        " Assume that all other players that is not mentioned folded.\n",
+    ]
+    streets = []
+    board = [render_card(card, True) for card in state.board]
+    for index, entries in enumerate(state.history[1:], start=1):
+        name = STREETS[index]
+        actions = _render_actions(entries, name, True)
+        if index == 1:
+            streets.append(f"The flop comes {board[0]}, {board[1]}, and {board[2]}, then {actions}.")
+        else:
+            streets.append(f"The {name} comes {board[index + 1]}, then {actions}.")
+    if streets:
+        lines.append("\n".join(streets) + "\n\n")
+    lines.append(
+        f"\nNow it is your turn to make a move.\nTo remind you, the current pot size is {state.pot!r}"
+        f" chips, and your holding is {holding}."
+    )
+    lines.append(FOOTER)
+    return "".join(lines)
+
+
+def render_label(action: Action, street: str) -> str:
+    if action.kind == "allin":
+        return "all in"
+    if action.amount is None:
+        return action.kind
+    return f"{action.kind} {format_amount(action.amount, street)}"
