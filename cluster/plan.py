@@ -157,7 +157,8 @@ def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str]) 
         "nodes": slurm["nodes"],
         "gpus_per_node": slurm["gpus_per_node"],
         "expected_gpus": slime_gpus(profile),
-        "entrypoint": [*(str(w) for w in profile.get("stages.train.entrypoint") or []), *slime_args],
+        "entrypoint": [*(str(w).replace("{python}", sys.executable) for w in profile.get("stages.train.entrypoint") or []),
+                       *slime_args],
         "working_dir": profile.get("stages.train.working_dir"),
         "env_vars": env,
         "ray": {k: v for k, v in {

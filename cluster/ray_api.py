@@ -92,3 +92,7 @@ def get_job(base: str, submission_id: str) -> JobInfo:
         return parse_job(_request(f"{base}/api/jobs/{submission_id}", timeout=3.0))
     except (KeyError, TypeError) as err:
         raise ApiUnavailable(f"{base}/api/jobs/{submission_id}: unexpected reply ({err})") from None
+
+
+def get_job_logs(base: str, submission_id: str) -> str:
+    return str(_request(f"{base}/api/jobs/{submission_id}/logs", timeout=10.0).get("logs", ""))

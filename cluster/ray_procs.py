@@ -131,10 +131,15 @@ def stop_owned(
             return StopReport(time.monotonic() - t0, 0)
         on_wait()
         time.sleep(0.05)
-    survivors = find_tree(root(), tag)
-    _signal_pids(survivors, signal.SIGKILL)
+    # SIGKILL until nothing is left: a process forked during the sweep would otherwise escape.
+    killed: set[int] = set()
+    kill_deadline = time.monotonic() + 5.0
+    while (survivors := find_tree(root(), tag)) and time.monotonic() < kill_deadline:
+        _signal_pids(survivors, signal.SIGKILL)
+        killed |= survivors
+        time.sleep(0.05)
     try:
         proc.wait(timeout=5)
     except subprocess.TimeoutExpired:
         pass
-    return StopReport(time.monotonic() - t0, len(survivors))
+    return StopReport(time.monotonic() - t0, len(killed))

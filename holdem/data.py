@@ -95,24 +95,28 @@ def prepare(spec: DataSpec, parse_instruction: InstructionParser | None = None) 
     for target in (spec.out, stats_path_for(spec.out)):
         remove_stale_temps(target)
     source = resolve_source(spec.source, spec.split)
+    started = time.monotonic()
     parser = parse_instruction or load_instruction_parser()
     test_keys = load_test_keys(spec) if spec.test_source else None
     conflicts = find_conflicts(source) if spec.drop_conflicts else None
-    started = time.monotonic()
     rows = RowFilter(spec.drop_duplicates, spec.drop_conflicts, test_keys, spec.drop_test_overlap, conflicts)
     counts = RunCounts()
     progress = Progress()
     reporter = ProgressReporter(f"data {source.label}", progress.fraction, interval_s=spec.progress_interval_s)
     with JsonlWriter(spec.out) as writer:
-        for where, obj in iter_rows(source, progress):
-            counts.rows_in += 1
-            _one_row(where, obj, parser, rows, counts, writer)
-            if counts.rows_in & 255 == 0:
-                reporter.tick(counts.rows_in)
-            if spec.on_bad_row == "fail" and len(counts.bad_examples) >= MAX_BAD_EXAMPLES:
-                break
+        try:
+            for where, obj in iter_rows(source, progress):
+                counts.rows_in += 1
+                _one_row(where, obj, parser, rows, counts, writer)
+                if counts.rows_in & 255 == 0:
+                    reporter.tick(counts.rows_in)
+                if spec.on_bad_row == "fail" and len(counts.bad_examples) >= MAX_BAD_EXAMPLES:
+                    break
+            _raise_if_unusable(spec, source, counts, writer.rows_written)
+        except BaseException:
+            reporter.abandon()
+            raise
         reporter.close(counts.rows_in)
-        _raise_if_unusable(spec, source, counts, writer.rows_written)
         stats = writer.commit(_stats(spec, source, counts, rows, time.monotonic() - started))
     return stats
 

@@ -40,6 +40,12 @@ class ProgressReporter:
             self.stream.write("\n")
             self.stream.flush()
 
+    def abandon(self) -> None:
+        """End a half-drawn bar line so an error message starts on its own line."""
+        if self.tty and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
+
     def _draw(self, rows: int, now: float, final: bool = False) -> None:
         elapsed = max(now - self.start, 1e-9)
         frac = 1.0 if final else self.fraction()

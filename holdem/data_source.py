@@ -20,6 +20,7 @@ SPLIT_WORDS = ("train", "test", "validation", "valid", "dev", "eval")
 REQUIRED_FIELDS = ("instruction", "output")
 _HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 _JSON_CHUNK = 1 << 20
+_SNIFF = 64
 _PARQUET_BATCH = 4096
 
 
@@ -123,11 +124,11 @@ def _open_binary(path: Path):
 
 def _iter_json_file(path: Path, progress: Progress) -> Iterator[tuple[str, object]]:
     with _open_binary(path) as f:
-        head = f.read(_JSON_CHUNK)
+        # peek, not read+seek: the input may be a pipe.
+        head = f.peek(_SNIFF)
         if head.lstrip().lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"["):
-            yield from _iter_json_array(path, f, head, progress)
+            yield from _iter_json_array(path, f, progress)
         else:
-            f.seek(0)
             yield from _iter_jsonl(path, f, progress)
 
 
@@ -139,11 +140,9 @@ class InvalidJson:
 
 
 def _iter_jsonl(path: Path, f, progress: Progress) -> Iterator[tuple[str, object]]:
-    base = progress.done_units
     name = path.name
     for lineno, line in enumerate(f, 1):
-        if lineno & 1023 == 0:
-            progress.done_units = base + f.tell()
+        progress.done_units += len(line)
         if not line.strip():
             continue
         try:
@@ -151,17 +150,18 @@ def _iter_jsonl(path: Path, f, progress: Progress) -> Iterator[tuple[str, object
         except ValueError as exc:
             obj = InvalidJson(str(exc))
         yield f"{name}:{lineno}", obj
-    progress.done_units = base + f.tell()
 
 
 class _ArrayBuffer:
     """A sliding window of decoded text over a binary file."""
 
-    def __init__(self, path: Path, f, head: bytes) -> None:
-        self.path, self.f = path, f
+    def __init__(self, path: Path, f, progress: Progress) -> None:
+        self.path, self.f, self.progress = path, f, progress
         self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self.eof = False
-        self.text = self._decode(head, final=False)
+        self.text = ""
+        while "[" not in self.text and not self.eof:
+            self.refill(0)
 
     def _decode(self, raw: bytes, final: bool) -> str:
         try:
@@ -171,15 +171,15 @@ class _ArrayBuffer:
 
     def refill(self, keep_from: int) -> None:
         more = self.f.read(_JSON_CHUNK)
+        self.progress.done_units += len(more)
         self.eof = not more
         self.text = self.text[keep_from:] + self._decode(more, final=self.eof)
 
 
-def _iter_json_array(path: Path, f, head: bytes, progress: Progress) -> Iterator[tuple[str, object]]:
+def _iter_json_array(path: Path, f, progress: Progress) -> Iterator[tuple[str, object]]:
     """Decode a top-level JSON array one element at a time from a sliding text buffer."""
     decoder = json.JSONDecoder()
-    base = progress.done_units
-    buf = _ArrayBuffer(path, f, head)
+    buf = _ArrayBuffer(path, f, progress)
     pos = buf.text.index("[") + 1
     index, need_sep = 0, False
     while True:
@@ -192,7 +192,6 @@ def _iter_json_array(path: Path, f, head: bytes, progress: Progress) -> Iterator
             continue
         char = buf.text[pos]
         if char == "]" and (need_sep or index == 0):
-            progress.done_units = base + f.tell()
             return
         if need_sep:
             if char != ",":
@@ -214,7 +213,6 @@ def _iter_json_array(path: Path, f, head: bytes, progress: Progress) -> Iterator
         index, need_sep, pos = index + 1, True, end
         if pos > _JSON_CHUNK:
             buf.text, pos = buf.text[pos:], 0
-            progress.done_units = base + f.tell()
 
 
 def _skip_ws(buf: str, pos: int) -> int:
