@@ -13,7 +13,8 @@ _PROBE_ROWS = 3
 
 def check_jsonl(path: str | Path, keys: tuple[str, ...] = ()) -> tuple[bool, str]:
     """A JSONL file that exists, whose first rows parse as objects with `keys`, and — when
-    holdem.data wrote a `<file>.stats.json` beside it — whose line count matches the stats."""
+    holdem.data wrote a `<file>.stats.json` beside it — whose size and line count match the
+    stats (the same contract as holdem.data.output_is_complete; cluster/ must not import holdem)."""
     path = Path(path)
     if not path.is_file():
         return False, f"{path} does not exist"
@@ -33,9 +34,12 @@ def check_jsonl(path: str | Path, keys: tuple[str, ...] = ()) -> tuple[bool, str
     if not stats.is_file():
         return True, f"{path} exists and its first rows parse"
     try:
-        declared = json.loads(stats.read_text())["rows_out"]
+        meta = json.loads(stats.read_text())
+        declared, size = meta["rows_out"], meta.get("bytes")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         return False, f"{stats} is unreadable ({exc})"
+    if size is not None and size != path.stat().st_size:
+        return False, f"{path} has {path.stat().st_size} bytes but {stats.name} says {size}"
     with path.open("rb") as fh:
         lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
     if lines != declared:

@@ -1,0 +1,104 @@
+"""Benchmark: the data stage on PokerBench's size (563,200 train rows) -> JSONL.
+
+    python bench/data_prep.py [--rows 563200] [--input rows.jsonl] [--workdir DIR]
+
+Generates the input once with `python -m holdem.rowgen` (or reuses --input), then runs, each in
+its own process so time and peak RSS are its own:
+  1. `python -m holdem.data --source IN --out OUT` (validation with the instruction parser),
+  2. the same with --drop-duplicates --drop-conflicts (a second pass over the input),
+  3. the baseline: a plain `datasets.load_dataset("json", ...)` followed by `.to_json(OUT)`
+     (no validation at all; its Arrow cache goes to a fresh directory).
+Prints wall time, rows/s and peak RSS for each, and the ratios against the baseline. Targets
+(issue 8): <= 60 s and < 1 GiB peak RSS on a 2-core machine. Figures are printed, never asserted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BASELINE = """
+import sys
+import datasets
+datasets.disable_progress_bars()
+ds = datasets.load_dataset("json", data_files=sys.argv[1], split="train", cache_dir=sys.argv[3])
+ds.to_json(sys.argv[2], lines=True, force_ascii=False)
+"""
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    seconds: float
+    peak_rss_mib: float
+    exit_code: int
+
+
+def run_measured(name: str, argv: list[str]) -> Measure:
+    """Run `argv` as a child process; wall time and the child's own peak RSS (wait4)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    start = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if proc.returncode != 0:
+        print(f"{name}: exit {proc.returncode}\n{err[-2000:]}", file=sys.stderr)
+    return Measure(name, seconds, usage.ru_maxrss / 1024, proc.returncode)
+
+
+def generate_input(path: Path, rows: int) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "holdem.rowgen", "--n", str(rows), "--seed", "0", "--out", str(path)],
+                   cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    return time.perf_counter() - start
+
+
+def count_lines(path: Path) -> int:
+    with open(path, "rb") as f:
+        return sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(1 << 22), b""))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rows", type=int, default=563_200)
+    p.add_argument("--input", type=Path, help="reuse this PokerBench-format JSONL instead of generating one")
+    p.add_argument("--workdir", type=Path, help="where inputs and outputs go (default: a temp dir, removed)")
+    ns = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-data-", dir=ns.workdir) as tmp:
+        work = Path(tmp)
+        src = ns.input
+        if src is None:
+            src = work / "rows.jsonl"
+            gen_s = generate_input(src, ns.rows)
+            print(f"generated {ns.rows:,} rows with holdem.rowgen in {gen_s:.1f} s ({src.stat().st_size / 2**20:.0f} MiB)")
+        rows = count_lines(src)
+        py = sys.executable
+        runs = [
+            run_measured("holdem.data", [py, "-m", "holdem.data", "--source", str(src), "--out", str(work / "a.jsonl")]),
+            run_measured("holdem.data --drop-duplicates --drop-conflicts",
+                         [py, "-m", "holdem.data", "--source", str(src), "--out", str(work / "b.jsonl"),
+                          "--drop-duplicates", "--drop-conflicts"]),
+            run_measured("datasets load_dataset + to_json (baseline)",
+                         [py, "-c", BASELINE, str(src), str(work / "c.jsonl"), str(work / "hf-cache")]),
+        ]
+    base = runs[-1]
+    print(f"\n{rows:,} rows, {os.cpu_count()} cores")
+    print(f"{'run':<48}{'seconds':>9}{'rows/s':>10}{'peak RSS':>11}{'time/base':>11}{'exit':>6}")
+    for m in runs:
+        ratio = m.seconds / base.seconds if base.seconds else float("nan")
+        print(f"{m.name:<48}{m.seconds:>9.1f}{rows / m.seconds:>10,.0f}{m.peak_rss_mib:>8.0f} MiB{ratio:>10.2f}x{m.exit_code:>6}")
+    main_run = runs[0]
+    print(f"\ntargets: <= 60 s -> {main_run.seconds:.1f} s; < 1024 MiB -> {main_run.peak_rss_mib:.0f} MiB")
+    return 0 if all(m.exit_code == 0 for m in runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
