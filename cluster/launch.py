@@ -15,7 +15,6 @@ import difflib
 import json
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -268,10 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         _print_error(err)
         return EXIT_CONFIG
     return run_node(spec)
-
-
-def local_hostname() -> str:
-    return socket.gethostname()
 
 
 if __name__ == "__main__":

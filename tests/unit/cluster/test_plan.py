@@ -152,3 +152,20 @@ def test_megatron_tracker_must_name_a_present_dir(tmp_path):
     assert check_megatron_dir(tmp_path)[0]
     (tmp_path / "latest_checkpointed_iteration.txt").write_text("garbage")
     assert "neither an iteration" in check_megatron_dir(tmp_path)[1]
+
+
+def test_plan_and_data_stage_agree_on_completeness(tmp_path):
+    """cluster/ cannot import holdem, so the plan re-implements the stats check: keep them equal."""
+    import subprocess
+    import sys
+
+    from holdem.data import output_is_complete
+
+    out = tmp_path / "train.jsonl"
+    proc = subprocess.run([sys.executable, "-m", "holdem.data", "--source", str(REAL_ROWS), "--split", "train",
+                           "--out", str(out)], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[3])
+    assert proc.returncode == 0, proc.stderr
+    assert check_jsonl(out, ("instruction", "output"))[0] is True and output_is_complete(out)[0] is True
+    with out.open("a") as fh:
+        fh.write(out.read_text().splitlines()[0] + "\n")
+    assert check_jsonl(out)[0] is False and output_is_complete(out)[0] is False
