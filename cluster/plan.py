@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.checks import slime_gpus
+from cluster.container import describe, render_container
 from cluster.errors import CheckError, ConfigError
 from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir
 from cluster.profile import Profile
@@ -66,6 +67,11 @@ class Plan:
     gpus_per_node: int
     stages: tuple[StagePlan, ...]
     warnings: tuple[str, ...] = ()
+    container: dict[str, Any] = field(default_factory=dict)  # the profile's container section
+
+    def container_spec(self):
+        from cluster.container import render_container
+        return render_container(self.container)
 
     def stage(self, name: str) -> StagePlan:
         return next(s for s in self.stages if s.name == name)
@@ -73,7 +79,8 @@ class Plan:
     def to_dict(self) -> dict[str, Any]:
         return {"profile": self.profile, "profile_path": self.profile_path, "chain_id": self.chain_id,
                 "chain_dir": self.chain_dir, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node,
-                "stages": [s.to_dict() for s in self.stages], "warnings": list(self.warnings)}
+                "stages": [s.to_dict() for s in self.stages], "warnings": list(self.warnings),
+                "container": describe(self.container_spec())}
 
 
 def new_chain_id(profile_name: str) -> str:
@@ -229,5 +236,7 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
     warnings = tuple(problems)
     if "train" in runs and slurm.get("max_restarts", 0) > 0 and not profile.get("checkpoint.save-interval"):
         warnings += ("requeue is on but checkpoint.save-interval is not set: a preemption loses the whole run",)
+    container = dict(profile.section("container"))
+    render_container(container)  # a bad container section fails here, before anything is submitted
     return Plan(profile.name, str(profile.path), chain_id, chain_dir, slurm["nodes"], slurm["gpus_per_node"],
-                tuple(plans), warnings)
+                tuple(plans), warnings, container)

@@ -88,14 +88,19 @@ def render_executor_params(sbatch: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _stage_function(stage: StagePlan):
+def _stage_function(stage: StagePlan, container):
+    from cluster.container import wrap_argv
     from cluster.stage_job import StageCommand, TrainCommand
+    argv = list(stage.argv)
+    if container.enabled and argv and argv[0] == sys.executable:
+        argv[0] = "python3"  # the submitting interpreter's path means nothing inside the image
+    argv = tuple(wrap_argv(container, argv))
     if stage.max_restarts > 0:
-        return TrainCommand(stage.name, stage.argv, dict(stage.env), max_restarts=stage.max_restarts)
-    return StageCommand(stage.name, stage.argv, dict(stage.env))
+        return TrainCommand(stage.name, argv, dict(stage.env), max_restarts=stage.max_restarts)
+    return StageCommand(stage.name, argv, dict(stage.env))
 
 
-def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str]) -> str:
+def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str], container=None) -> str:
     """Submit one stage with its dependencies resolved to job ids; returns the job id."""
     import submitit
 
@@ -110,10 +115,15 @@ def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str]) -> 
     # submitit counts time-outs against max_num_timeout (preemptions do not count, as in
     # submitit); TrainCommand.checkpoint caps all restarts at slurm.max_restarts.
     executor = submitit.SlurmExecutor(folder=chain_dir / stage.name / "%j", max_num_timeout=stage.max_restarts)
-    executor.update_parameters(**render_executor_params(sbatch))
+    from cluster.container import ContainerSpec, srun_args
+    container = container or ContainerSpec()
+    params = render_executor_params(sbatch)
+    if srun_args(container):
+        params["srun_args"] = srun_args(container)
+    executor.update_parameters(**params)
     with _captured_stderr() as captured:
         try:
-            job = executor.submit(_stage_function(stage))
+            job = executor.submit(_stage_function(stage, container))
         except Exception as exc:  # submitit wraps sbatch's failure in several exception types
             message = captured.read_text() if captured.exists() else ""
             raise SlurmError(f"sbatch rejected stage {stage.name}: {one_line(message or _sbatch_message(exc))}") from None
@@ -163,7 +173,7 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None) -> dict[
     try:
         for stage in plan.stages:
             if not stage.skip:
-                job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids)
+                job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids, plan.container_spec())
     except SlurmError as exc:
         cancel_jobs(list(job_ids.values()))
         done = ", ".join(f"{n} ({j})" for n, j in job_ids.items())

@@ -52,6 +52,9 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--stages", help="comma-separated subset of data,model,convert,train (default: all)")
     parser.add_argument("--dry-run", action="store_true", help="check everything and print the plan; submit nothing")
     parser.add_argument("--json", action="store_true", help="print the plan (or the submitted chain) as one JSON object")
+    parser.add_argument("--emit-sbatch", metavar="DIR",
+                        help="write the exact sbatch scripts the chain would use (one per stage, launch.json, "
+                             "submit-chain.sh) into DIR instead of submitting, for sites that require sbatch files")
     return parser
 
 
@@ -78,13 +81,20 @@ def render_plan_text(plan: Plan) -> str:
         lines.append(f"    run    {env}{' '.join(stage.argv)}")
         if stage.slime_args is not None:
             lines.append("    slime  train.py " + " ".join(stage.slime_args))
+    if plan.container.get("runtime", "none") != "none":
+        lines.append(f"\ncontainer: {json.dumps(plan.to_dict()['container'])}")
     lines += [""] + [f"warning: {w}" for w in plan.warnings] if plan.warnings else []
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    profile, plan = make_plan(args, strict_paths=not args.dry_run)
+    profile, plan = make_plan(args, strict_paths=not (args.dry_run or args.emit_sbatch))
+    if args.emit_sbatch:
+        from cluster.sbatch_render import emit_sbatch
+        written = emit_sbatch(plan, args.emit_sbatch, plan.container_spec())
+        print("\n".join(str(p) for p in written) if written else "every stage is complete: nothing to write")
+        return 0
     if args.dry_run:
         print(json.dumps(plan.to_dict(), indent=2) if args.json else render_plan_text(plan))
         return 0

@@ -110,3 +110,30 @@ def test_missing_inputs_block_submission_before_slurm_is_touched(tmp_path):
     # No slime dir here: a real submission must stop at the check (exit 2), submitting nothing.
     proc = run_submit("--profile", "smoke", "--set", f"paths.root={tmp_path}", "--stages", "train")
     assert_config_error(proc, "stage train reads paths.prompt-data")
+
+
+def test_container_is_visible_in_dry_run():
+    proc = run_submit("--profile", "smoke", "--dry-run", "--json", "--set", "container.runtime=pyxis",
+                      "--set", "container.image=nvcr.io/site/slime:1", "--set", "container.mounts=['/data:/data']")
+    assert proc.returncode == 0, proc.stderr
+    container = json.loads(proc.stdout)["container"]
+    assert "--container-image=nvcr.io/site/slime:1" in container["srun_args"]
+    text = run_submit("--profile", "smoke", "--dry-run", "--set", "container.runtime=apptainer",
+                      "--set", "container.image=/img/slime.sif").stdout
+    assert "apptainer" in text and "/img/slime.sif" in text
+
+
+def test_container_without_image_is_a_config_error():
+    assert_config_error(run_submit("--profile", "smoke", "--dry-run", "--set", "container.runtime=apptainer"),
+                        "container.image is not set")
+
+
+def test_emit_sbatch_writes_scripts_that_parse(tmp_path):
+    out = tmp_path / "emit"
+    proc = run_submit("--profile", "smoke", "--emit-sbatch", str(out), "--set", f"paths.log_dir={tmp_path / 'logs'}")
+    assert proc.returncode == 0, proc.stderr
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["convert.sbatch", "data.sbatch", "launch.json", "model.sbatch", "submit-chain.sh", "train.sbatch"]
+    for script in out.glob("*.s*"):
+        assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
+    assert "#SBATCH --requeue" in (out / "train.sbatch").read_text()
