@@ -88,7 +88,7 @@ def render_slot_order(job_id: int, restart: int, port_base: int) -> list[int]:
 def render_temp_dir(root: str, job_id: int, node_id: int, restart: int) -> str:
     # Distinct per node even on one host: a temp dir shared by two raylets crashes one of them.
     path = f"{root.rstrip('/')}/ray-{job_id}-{node_id}-{restart}"
-    if len(path) > MAX_TEMP_DIR_LEN:
+    if len(path) + 2 > MAX_TEMP_DIR_LEN:  # + room for the "-N" suffix of claim_temp_dir
         raise LaunchConfigError(
             f"Ray temp dir {path} is {len(path)} characters; Unix socket paths under it would "
             f"exceed 107 bytes. Set ray.temp_root to a shorter directory (at most "

@@ -1,0 +1,399 @@
+"""Ray head on node 0, workers on the others: bring-up, GPU check, the job, fail-fast, teardown.
+
+Every wait polls a condition with a deadline and fails at once when a `ray start --block` child
+exits, a node turns DEAD or another node's launcher fails or falls silent.
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Mapping, TypeVar
+
+from cluster import ray_api
+from cluster.ray_errors import EXIT_INFRA, EXIT_OK, LaunchConfigError, LaunchError, RayStartError
+from cluster.ray_job import check_no_secret_values, run_job
+from cluster.ray_procs import find_tree, rss_bytes, start_owned, stop_owned
+from cluster.ray_readiness import check_cluster, describe_gpus
+from cluster.ray_render import (
+    RayPorts, count_visible_devices, render_ports, render_slot_order, render_start_argv,
+    render_start_env, render_temp_dir,
+)
+from cluster.ray_rendezvous import (
+    Heartbeat, HeartbeatWatch, NodeLog, RendezvousPaths, read_json, write_json_atomic,
+)
+
+if TYPE_CHECKING:
+    from cluster.launch import LaunchSpec, SlurmIdentity
+
+T = TypeVar("T")
+POLL_S = 0.1
+
+
+@dataclass
+class Node:
+    """One node's launcher state (mutable: the child appears during bring-up)."""
+
+    spec: LaunchSpec
+    ident: SlurmIdentity
+    env: Mapping[str, str]
+    paths: RendezvousPaths
+    log: NodeLog
+    beat: Heartbeat
+    tag: str
+    temp_dir: str  # the rendered name; start_ray may claim a suffixed one (see claim_temp_dir)
+    proc: subprocess.Popen | None = None
+    temp_claimed: bool = False
+
+    @property
+    def what(self) -> str:
+        return f"job {self.ident.job_id}"
+
+    def log_of(self, node_id: int) -> Path:
+        return self.paths.node_log(node_id, self.ident.hosts[node_id])
+
+    def guard_child(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            role = "head" if self.ident.is_head else "worker"
+            tail = "\n  ".join(self.log.tail(8))
+            raise RayStartError(
+                f"{self.what}: Ray {role} on {self.ident.host} exited with code "
+                f"{self.proc.returncode} (log: {self.log.path}); last lines:\n  {tail}")
+
+
+def run_node(spec: LaunchSpec, ident: SlurmIdentity, env: Mapping[str, str], t0: float) -> int:
+    paths = RendezvousPaths.of(spec.chain_dir, spec.stage, ident.job_id, ident.restart)
+    temp_dir = render_temp_dir(spec.ray.temp_root, int(ident.job_id), ident.node_id, ident.restart)
+    try:
+        paths.rdv_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise LaunchConfigError(f"cannot create {paths.rdv_dir}: {err.strerror}. Check chain_dir") from None
+    log = NodeLog(paths.node_log(ident.node_id, ident.host), t0)
+    node = Node(spec, ident, env, paths, log,
+                Heartbeat(paths.heartbeat(ident.node_id), ident.node_id, ident.host),
+                tag=f"{ident.job_id}-{ident.node_id}-{ident.restart}", temp_dir=temp_dir)
+    log.mark(f"=== job {ident.job_id} restart {ident.restart}: node {ident.node_id}/"
+             f"{ident.num_nodes} on {ident.host}, {'head' if ident.is_head else 'worker'}")
+    # Whatever ends this node (even KeyboardInterrupt or a bug), node 0's done marker must not
+    # claim success unless the job really succeeded.
+    code, message = EXIT_INFRA, f"{node.what}: launcher on {ident.host} stopped unexpectedly"
+    try:
+        node.beat.beat("starting")
+        if ident.is_head:
+            _run_head(node)
+        else:
+            _run_worker(node)
+        code, message = EXIT_OK, "ok"
+        log.mark("finished ok")
+    except LaunchError as err:
+        code, message = err.exit_code, str(err)
+        log.mark(f"error: {message}")
+        node.beat.beat("failed", message=message.splitlines()[0])
+    except Exception as err:  # a bug, not a cluster state: still tear down and say where
+        message = f"{message}: {type(err).__name__}: {err} (traceback in {log.path})"
+        log.mark(f"error: {message}\n{traceback.format_exc()}")
+        node.beat.beat("failed", message=message)
+    finally:
+        # Workers leave on this marker; it must exist whatever happened here, before our own
+        # (slower) teardown, so that they stop in parallel with us.
+        if ident.is_head:
+            write_json_atomic(paths.done, {"exit_code": code, "message": message, "time": time.time()})
+        _teardown(node, ok=code == 0)
+    if code:
+        sys.stderr.write(f"error: {message}\n")
+    return code
+
+
+def _teardown(node: Node, ok: bool) -> None:
+    if node.proc is not None:
+        rep = stop_owned(node.proc, node.tag, node.spec.ray.stop_grace_s)
+        extra = f", {rep.killed} needed SIGKILL" if rep.killed else ""
+        node.log.mark(f"ray stopped in {rep.seconds:.1f}s{extra}")
+    if node.beat.state != "failed":
+        node.beat.beat("stopped")
+    if ok and node.temp_claimed:
+        shutil.rmtree(node.temp_dir, ignore_errors=True)
+    elif node.temp_claimed:
+        node.log.mark(f"Ray's own logs kept in {node.temp_dir}/session_latest/logs")
+
+
+def poll(check: Callable[[], T | None], timeout_s: float, what: str,
+         guard: Callable[[], None], explain: Callable[[], str] = lambda: "") -> T:
+    """Call check every POLL_S until it returns non-None; guard raises on a fatal condition."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        guard()
+        result = check()
+        if result is not None:
+            return result
+        if time.monotonic() > deadline:
+            raise RayStartError(f"{what} not reached within the {timeout_s:g} s deadline{explain()}")
+        time.sleep(POLL_S)
+
+
+# --- node setup -------------------------------------------------------------------------------
+
+def resolve_node_ip(node: Node) -> str:
+    r = node.spec.ray
+    if r.node_ip:
+        return r.node_ip
+    if r.interface:
+        return _interface_ip(r.interface)
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError as err:
+        raise LaunchConfigError(
+            f"{node.ident.host}: hostname {socket.gethostname()} does not resolve ({err}). Set "
+            f"ray.node_ip or ray.interface in the profile") from None
+    if ip.startswith("127."):
+        raise LaunchConfigError(
+            f"{node.ident.host}: hostname {socket.gethostname()} resolves to loopback {ip}; other "
+            f"nodes could not reach Ray here. Set ray.interface (e.g. ib0) or ray.node_ip")
+    return ip
+
+
+def _interface_ip(name: str) -> str:
+    siocgifaddr = 0x8915
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            res = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
+        except OSError as err:
+            raise LaunchConfigError(f"ray.interface {name}: no IPv4 address here ({err.strerror})") from None
+    return socket.inet_ntoa(res[20:24])
+
+
+def _busy_ports(ports: RayPorts) -> list[int]:
+    busy = []
+    for port in ports.all_ports():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            # SO_REUSEADDR ignores TIME_WAIT leftovers; only a live listener makes bind fail.
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("", port))
+            except OSError:
+                busy.append(port)
+    return busy
+
+
+def pick_ports(node: Node) -> RayPorts:
+    """The job's own slot, or the next one whose ports are all free on this node."""
+    r, ident = node.spec.ray, node.ident
+    taken = []
+    for slot in render_slot_order(int(ident.job_id), ident.restart, r.port_base):
+        ports = render_ports(r.port_base, slot)
+        busy = _busy_ports(ports)
+        if not busy:
+            if taken:
+                node.log.mark(f"port slots {taken} busy on {ident.host}; using slot {slot}")
+            return ports
+        taken.append(slot)
+    raise RayStartError(f"{node.what}: no free block of Ray ports on {ident.host} above "
+                        f"{r.port_base}; every slot has a listener")
+
+
+def check_gpus_here(node: Node) -> int:
+    """--num-gpus from the allocation; it must agree with CUDA_VISIBLE_DEVICES, which overrides it."""
+    g = node.spec.gpus_per_node
+    cvd = node.env.get("CUDA_VISIBLE_DEVICES")
+    seen = count_visible_devices(cvd)
+    if seen is not None and seen != g:
+        raise RayStartError(
+            f"{node.what}: {node.ident.host} has CUDA_VISIBLE_DEVICES={cvd!r} ({seen} GPUs) but "
+            f"the profile asks for {g} GPUs per node. Request --gres=gpu:{g} (or fix "
+            f"topology.gpus_per_node)")
+    return g
+
+
+def claim_temp_dir(node: Node) -> None:
+    """Create this node's Ray temp dir, never one that already exists: two raylets sharing one
+    crash, and a kept one holds a failed run's logs (job ids repeat after a Slurm state wipe, or
+    across two Slurm clusters sharing a host)."""
+    for suffix in ("", *(f"-{i}" for i in range(1, 10))):
+        try:
+            os.mkdir(node.temp_dir + suffix, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as err:
+            raise LaunchConfigError(f"cannot create Ray temp dir {node.temp_dir + suffix}: "
+                                    f"{err.strerror}. Set ray.temp_root") from None
+        node.temp_dir, node.temp_claimed = node.temp_dir + suffix, True
+        return
+    raise RayStartError(f"{node.what}: {node.temp_dir} and 9 suffixed variants exist on "
+                        f"{node.ident.host}; remove the stale ones")
+
+
+def start_ray(node: Node, ports: RayPorts, head_address: str | None, ip: str) -> None:
+    r, g = node.spec.ray, check_gpus_here(node)
+    claim_temp_dir(node)
+    cpus = r.num_cpus if r.num_cpus is not None else max(g, os.cpu_count() or 1)
+    argv = render_start_argv(
+        head_address=head_address, node_ip=ip, node_name=node.ident.host, ports=ports,
+        num_gpus=g, num_cpus=cpus, object_store_memory=r.object_store_memory, temp_dir=node.temp_dir)
+    env = render_start_env(node.env, ports, r.health_check, node.tag)
+    node.log.mark(f"ray start on {ip} ({g} GPUs, {cpus} CPUs, ports {ports.gcs}..{ports.max_worker}, "
+                  f"temp {node.temp_dir})")
+    node.proc = start_owned(argv, env, node.log.path)
+    node.beat.beat("ray started", ports_slot=ports.slot, ray_pid=node.proc.pid, ip=ip)
+
+
+# --- head -------------------------------------------------------------------------------------
+
+def _run_head(node: Node) -> None:
+    ident, r = node.ident, node.spec.ray
+    check_no_secret_values(node)
+    if ident.num_nodes != node.spec.nodes:
+        raise RayStartError(f"{node.what}: the allocation has {ident.num_nodes} nodes "
+                            f"({','.join(ident.hosts)}) but the spec asks for {node.spec.nodes}")
+    ip = resolve_node_ip(node)
+    ports = pick_ports(node)
+    base = f"http://{ip}:{ports.dashboard}"
+    workers = HeartbeatWatch({i: node.paths.heartbeat(i) for i in range(1, ident.num_nodes)},
+                             r.heartbeat_timeout_s)
+
+    def guard() -> None:
+        node.guard_child()
+        node.beat.beat()
+        lost = workers.check()
+        if lost:
+            i, why = lost
+            raise RayStartError(f"{node.what}: node {i} ({ident.hosts[i]}) failed: {why} "
+                                f"(log: {node.log_of(i)})")
+
+    start_ray(node, ports, None, ip)
+    poll(lambda: _api_up(base), r.head_timeout_s, f"{node.what}: Ray head API at {base}", guard)
+    node.log.mark(f"head API up at {base}")
+    poll(lambda: _head_alive(base), r.head_timeout_s, f"{node.what}: head node ALIVE", guard)
+    write_json_atomic(node.paths.head, {
+        "gcs_address": f"{ip}:{ports.gcs}", "dashboard_url": base, "host": ident.host, "ip": ip,
+        "job_id": ident.job_id, "restart": ident.restart, "ports_slot": ports.slot,
+        "time": time.time()})
+    node.log.mark(f"head up at {ident.host}:{ports.gcs} (head.json written)")
+    nodes = _wait_ready(node, base, guard)
+    write_json_atomic(node.paths.ready, {"time": time.time(), "elapsed_s": node.log.elapsed(),
+                                         "gpus": sum(n.gpus for n in nodes)})
+    rss = rss_bytes(find_tree(node.proc.pid if node.proc else None, node.tag))
+    node.log.mark(f"cluster ready: {len(nodes)} nodes, {describe_gpus(nodes)}; head's Ray "
+                  f"processes {rss / 2**20:.0f} MiB RSS")
+    run_job(node, base, guard)
+
+
+def _api_up(base: str) -> bool | None:
+    try:
+        ray_api.get_version(base)
+        return True
+    except ray_api.ApiUnavailable:
+        return None
+
+
+def _head_alive(base: str) -> bool | None:
+    try:
+        return True if any(n.is_head and n.state == "ALIVE" for n in ray_api.list_nodes(base)) else None
+    except ray_api.ApiUnavailable:
+        return None
+
+
+def _wait_ready(node: Node, base: str, guard: Callable[[], None]) -> list[ray_api.NodeInfo]:
+    spec, ident = node.spec, node.ident
+    last: list[list[ray_api.NodeInfo]] = [[]]
+
+    def check() -> list[ray_api.NodeInfo] | None:
+        try:
+            last[0] = ray_api.list_nodes(base)
+        except ray_api.ApiUnavailable:
+            return None
+        verdict = check_cluster(last[0], ident.hosts, spec.gpus_per_node, spec.expected_gpus)
+        if verdict.problem:
+            raise RayStartError(f"{node.what}: {verdict.problem}{_log_hint(node, verdict.node)}")
+        return last[0] if verdict.ready else None
+
+    def explain() -> str:
+        alive = {n.name for n in last[0] if n.state == "ALIVE"}
+        missing = [h for h in ident.hosts if h not in alive]
+        states = HeartbeatWatch({i: node.paths.heartbeat(i) for i in range(ident.num_nodes)}, 1).states()
+        return (f"; {len(alive)}/{ident.num_nodes} Ray nodes joined, missing: "
+                + ", ".join(f"{h} (launcher: {states[ident.hosts.index(h)]}, log: "
+                            f"{node.log_of(ident.hosts.index(h))})" for h in missing))
+
+    return poll(check, spec.ray.ready_timeout_s, f"{node.what}: all {ident.num_nodes} nodes ready",
+                guard, explain)
+
+
+def _log_hint(node: Node, host: str | None) -> str:
+    if host in node.ident.hosts:
+        return f" (log: {node.log_of(node.ident.hosts.index(host))})"
+    return ""
+
+
+# --- worker -----------------------------------------------------------------------------------
+
+def _run_worker(node: Node) -> None:
+    ident, r, paths = node.ident, node.spec.ray, node.paths
+    head_watch = HeartbeatWatch({0: paths.heartbeat(0)}, r.heartbeat_timeout_s)
+
+    def guard() -> None:
+        node.guard_child()
+        node.beat.beat()
+        lost = head_watch.check()
+        if lost and not paths.done.exists():
+            raise RayStartError(f"{node.what}: head node {ident.hosts[0]} failed: {lost[1]} "
+                                f"(log: {node.log_of(0)})")
+
+    def head_or_done() -> dict | None:
+        done = read_json(paths.done)
+        if done is not None:
+            raise _HeadFinished(done)
+        return read_json(paths.head)
+
+    check_gpus_here(node)  # before waiting, so a bad allocation is reported at once
+    ip = resolve_node_ip(node)
+    try:
+        head = poll(head_or_done, r.head_timeout_s, f"{node.what}: head.json from "
+                    f"{ident.hosts[0]} ({paths.head})", guard)
+        node.log.mark(f"head is {head['gcs_address']}")
+        start_ray(node, pick_ports(node), head["gcs_address"], ip)
+        _wait_until_done(node, head["dashboard_url"], guard)
+    except _HeadFinished as fin:
+        node.log.mark(f"leaving: node 0 finished (exit {fin.done.get('exit_code')})")
+
+
+class _HeadFinished(Exception):
+    def __init__(self, done: dict) -> None:
+        super().__init__("head finished")
+        self.done = done
+
+
+def _wait_until_done(node: Node, base: str, guard: Callable[[], None]) -> None:
+    """Stay until node 0's done marker; leave with an error if the head disappears."""
+    paths, lost_s, ident = node.paths, node.spec.ray.head_lost_s, node.ident
+    last_ok, next_probe = time.monotonic(), 0.0
+    while True:
+        done = read_json(paths.done)
+        if done is not None:
+            raise _HeadFinished(done)
+        if node.proc is not None and node.proc.poll() is not None:
+            if paths.done.exists():
+                raise _HeadFinished(read_json(paths.done) or {})
+            if not _api_up(base):  # a raylet exits once the GCS is gone: name the cause
+                raise RayStartError(
+                    f"{node.what}: lost the head {ident.hosts[0]}: its API at {base} does not "
+                    f"answer and the Ray worker on {ident.host} exited with code "
+                    f"{node.proc.returncode} (head log: {node.log_of(0)}; this node: {node.log.path})")
+        guard()
+        now = time.monotonic()
+        if now >= next_probe:
+            next_probe = now + 1.0
+            if _api_up(base):
+                last_ok = now
+            elif now - last_ok > lost_s:
+                raise RayStartError(f"{node.what}: head {node.ident.hosts[0]} unreachable at {base} "
+                                    f"for {lost_s:g} s (log: {node.log_of(0)})")
+        time.sleep(POLL_S)
+
