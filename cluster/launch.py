@@ -62,6 +62,8 @@ class LaunchSpec:
     stage: str = "train"
     working_dir: str | None = None  # cwd of the entrypoint (the slime checkout)
     env_vars: dict[str, str] = field(default_factory=dict)  # runtime env; never secrets
+    resume: dict[str, str] = field(default_factory=dict)  # load_ckpt / save_dir / ref_load (cluster.resume)
+    preflight: dict[str, Any] | None = None  # cluster.doctor.DoctorSpec, run on every node before Ray
     ray: RaySpec = field(default_factory=RaySpec)
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,10 +112,11 @@ def _check_type(value: Any, hint: Any, where: str) -> Any:
             raise LaunchConfigError(f"{where} must be a list of strings, got {value!r}")
         return list(value)
     if origin is dict:
+        any_value = args[1:] == (Any,)
         if not isinstance(value, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            isinstance(k, str) and (any_value or isinstance(v, str)) for k, v in value.items()
         ):
-            raise LaunchConfigError(f"{where} must map strings to strings, got {value!r}")
+            raise LaunchConfigError(f"{where} must map strings to {'values' if any_value else 'strings'}, got {value!r}")
         return dict(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
@@ -210,7 +213,7 @@ def parse_slurm_identity(env: Mapping[str, str]) -> SlurmIdentity:
 
 @contextmanager
 def _signals_raise() -> Iterator[None]:
-    """SIGTERM/SIGINT -> Interrupted in the main thread, so every `finally` tears down what this
+    """SIGTERM/SIGINT/SIGUSR2 -> Interrupted in the main thread, so every `finally` tears down what this
     node started. Only the first signal raises; previous handlers (submitit's) come back after."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -220,9 +223,10 @@ def _signals_raise() -> Iterator[None]:
     def handler(signum: int, _frame: Any) -> None:
         if not fired:
             fired.append(signum)
-            raise Interrupted(f"launcher got {signal.Signals(signum).name}; stopping this node's Ray")
+            why = " (Slurm's warning: preemption or time limit; the job will be requeued)" if signum == signal.SIGUSR2 else ""
+            raise Interrupted(f"launcher got {signal.Signals(signum).name}{why}; stopping the Ray job and this node's Ray")
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)}
     try:
         yield
     finally:

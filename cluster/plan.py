@@ -15,6 +15,7 @@ from typing import Any
 
 from cluster.checks import slime_gpus
 from cluster.container import describe, render_container
+from cluster.doctor import render_doctor_spec
 from cluster.errors import CheckError, ConfigError
 from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir
 from cluster.profile import Profile
@@ -168,6 +169,10 @@ def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str]) 
                        *slime_args],
         "working_dir": profile.get("stages.train.working_dir"),
         "env_vars": env,
+        # The launcher adds --load/--ckpt-step on each (re)start from what is on disk then.
+        "resume": {k: v for k, v in {"load_ckpt": profile.get("paths.load"), "save_dir": profile.get("paths.save"),
+                                     "ref_load": profile.get("paths.ref-load")}.items() if v},
+        "preflight": render_doctor_spec(profile).to_dict() if profile.get("stages.train.preflight") else None,
         "ray": {k: v for k, v in {
             "node_ip": ray.get("node_ip"), "interface": ray.get("interface"),
             "object_store_memory": ray.get("object_store_memory"), "num_cpus": ray.get("num_cpus"),

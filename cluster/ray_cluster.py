@@ -87,6 +87,8 @@ def run_node(spec: LaunchSpec, ident: SlurmIdentity, env: Mapping[str, str], t0:
     code, message = EXIT_INFRA, f"{node.what}: launcher on {ident.host} stopped unexpectedly"
     try:
         node.beat.beat("starting")
+        if spec.preflight is not None:
+            _preflight(node)
         if ident.is_head:
             _run_head(node)
         else:
@@ -110,6 +112,14 @@ def run_node(spec: LaunchSpec, ident: SlurmIdentity, env: Mapping[str, str], t0:
     if code:
         sys.stderr.write(f"error: {message}\n")
     return code
+
+
+def _preflight(node: Node) -> None:
+    """cluster.doctor on this node before Ray starts: fail in seconds, not minutes into training."""
+    from cluster.doctor import DoctorSpec, raise_on_blocking, run_doctor
+
+    raise_on_blocking(run_doctor(DoctorSpec.from_dict(node.spec.preflight)), where=f"{node.what}: preflight")
+    node.log.mark("preflight ok (cluster.doctor)")
 
 
 def _teardown(node: Node, ok: bool) -> None:

@@ -13,7 +13,7 @@ from cluster import ray_api
 from cluster.ray_errors import JobFailedError, LaunchConfigError, RayStartError
 from cluster.ray_readiness import find_dead
 from cluster.ray_render import is_secret_name, render_entrypoint
-from cluster.ray_rendezvous import tail_lines
+from cluster.ray_rendezvous import tail_lines, write_json_atomic
 
 if TYPE_CHECKING:
     from cluster.ray_cluster import Node
@@ -59,9 +59,26 @@ def check_no_secret_values(node: Node) -> None:
                 f"{name} from the environment")
 
 
+def resumed_entrypoint(node: Node) -> list[str]:
+    """The entrypoint plus `--load` (and `--ckpt-step`) decided from disk alone, so a requeued
+    run resumes even when no signal handler ran; logged and recorded in resume.json."""
+    from cluster.resume import resolve_resume
+
+    spec = node.spec
+    if not spec.resume or "--load" in spec.entrypoint:
+        return list(spec.entrypoint)
+    info = resolve_resume(spec.resume.get("load_ckpt"), spec.resume.get("save_dir"), spec.resume.get("ref_load"))
+    extra = [word for key, value in info.flags.items() for word in (f"--{key}", str(value))]
+    node.log.mark(f"resume: {info.reason}")
+    write_json_atomic(node.paths.log_dir / "resume.json", {
+        "restart": node.ident.restart, "source": info.source, "checkpoint": info.checkpoint,
+        "flags": extra, "reason": info.reason, "time": time.time()})
+    return [*spec.entrypoint, *extra]
+
+
 def run_job(node: Node, base: str, guard: Callable[[], None]) -> None:
     sid, spec = submission_id(node), node.spec
-    entry = render_entrypoint(spec.entrypoint, spec.working_dir)
+    entry = render_entrypoint(resumed_entrypoint(node), spec.working_dir)
     driver_log = node.paths.driver_log
     with open(driver_log, "a") as f:
         f.write(f"=== job {node.ident.job_id} restart {node.ident.restart}: Ray job {sid} ===\n")

@@ -3,21 +3,23 @@
 Layout, keyed by job id AND restart count so a requeued job never reads a stale file:
     <chain_dir>/<stage>/<job_id>/node-<nodeid>-<host>.log        phase markers + `ray start` output
     <chain_dir>/<stage>/<job_id>/driver.log                       the Ray job's driver log (node 0)
-    <chain_dir>/<stage>/<job_id>/rendezvous/restart-<n>/head.json  written once the head answers
-    .../restart-<n>/ready.json   cluster ready (all nodes, GPUs checked)
-    .../restart-<n>/done.json    node 0 finished (any outcome): workers leave
-    .../restart-<n>/node-<i>.json  heartbeat + state of node i
+    <chain_dir>/<stage>/<job_id>/restart-<n>/node-<i>-<host>.log, driver.log, resume.json
+    .../restart-<n>/rendezvous/head.json   written once the head answers
+    .../restart-<n>/rendezvous/ready.json  cluster ready (all nodes, GPUs checked)
+    .../restart-<n>/rendezvous/done.json   node 0 finished (any outcome): workers leave
+    .../restart-<n>/rendezvous/node-<i>.json  heartbeat + state of node i
 """
 from __future__ import annotations
 
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cluster.fsutil import write_json_atomic  # noqa: F401  (re-exported for the launcher)
 
 
 @dataclass(frozen=True)
@@ -27,8 +29,10 @@ class RendezvousPaths:
 
     @classmethod
     def of(cls, chain_dir: str, stage: str, job_id: str, restart: int) -> RendezvousPaths:
-        log_dir = Path(chain_dir) / stage / job_id
-        return cls(log_dir=log_dir, rdv_dir=log_dir / "rendezvous" / f"restart-{restart}")
+        # Each run of a requeued job has its own dir: its logs never mix with an earlier run's,
+        # and its rendezvous files are never a stale run's.
+        log_dir = Path(chain_dir) / stage / job_id / f"restart-{restart}"
+        return cls(log_dir=log_dir, rdv_dir=log_dir / "rendezvous")
 
     def node_log(self, node_id: int, host: str) -> Path:
         return self.log_dir / f"node-{node_id}-{host}.log"
@@ -51,21 +55,6 @@ class RendezvousPaths:
 
     def heartbeat(self, node_id: int) -> Path:
         return self.rdv_dir / f"node-{node_id}.json"
-
-
-def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Temp file + fsync + rename in the same dir: pollers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

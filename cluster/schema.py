@@ -58,7 +58,7 @@ OUR_KEYS: dict[str, str] = {
 # Keys of each stage (stages.<name>.<key>) and of a stage's slurm overrides.
 STAGE_NAMES = ("data", "model", "convert", "train")
 STAGE_KEYS = {"command": "list", "slurm": "map", "source": "str", "split": "str", "repo": "str",
-              "entrypoint": "list", "working_dir": "str?"}
+              "entrypoint": "list", "working_dir": "str?", "preflight": "bool"}
 STAGE_SLURM_KEYS = {"nodes": "int+", "gpus_per_node": "int0", "tasks_per_node": "int+",
                     "cpus_per_task": "int+?", "mem": "str?", "time": "str", "exclusive": "bool",
                     "partition": "str?", "constraint": "str?"}

@@ -58,11 +58,11 @@ class RayRun:
 
     @property
     def log_dir(self) -> Path:
-        return self.chain / "train" / self.job_id
+        return self.chain / "train" / self.job_id / "restart-0"
 
     @property
     def rdv(self) -> Path:
-        return self.log_dir / "rendezvous" / "restart-0"
+        return self.log_dir / "rendezvous"
 
     def read(self, name: str) -> dict | None:
         try:

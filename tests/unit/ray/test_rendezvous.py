@@ -14,10 +14,10 @@ from cluster.ray_rendezvous import (
 def test_paths_keyed_by_job_and_restart() -> None:
     a = RendezvousPaths.of("/c", "train", "12", 0)
     b = RendezvousPaths.of("/c", "train", "12", 1)
-    assert a.log_dir == b.log_dir == Path("/c/train/12")
-    assert a.head == Path("/c/train/12/rendezvous/restart-0/head.json") and a.head != b.head
-    assert a.node_log(2, "n3") == Path("/c/train/12/node-2-n3.log")
-    assert a.driver_log == Path("/c/train/12/driver.log")
+    assert a.log_dir == Path("/c/train/12/restart-0") and b.log_dir == Path("/c/train/12/restart-1")
+    assert a.head == Path("/c/train/12/restart-0/rendezvous/head.json") and a.head != b.head
+    assert a.node_log(2, "n3") == Path("/c/train/12/restart-0/node-2-n3.log")
+    assert a.driver_log == Path("/c/train/12/restart-0/driver.log")
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
