@@ -31,8 +31,22 @@ def stage_rows(record: dict[str, Any], jobs: dict[str, JobInfo]) -> list[dict[st
             "restarts": job.restarts if job else 0, "exit_code": job.exit_code if job else "",
             "reason": job.reason if job and job.state in ("PENDING", "CANCELLED") and job.reason not in ("None", "") else "",
             "log_dir": stage.get("log_dir") or "",
+            "runs": read_runs(stage.get("log_dir")),
         })
     return rows
+
+
+def read_runs(log_dir: str | None) -> list[dict[str, Any]]:
+    """What each run of a (requeued) train job resumed from, as its launcher recorded it."""
+    runs = []
+    for path in sorted(Path(log_dir).glob("restart-*/resume.json")) if log_dir else []:
+        try:
+            info = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        runs.append({"restart": info.get("restart"), "source": info.get("source"),
+                     "checkpoint": info.get("checkpoint"), "reason": info.get("reason")})
+    return sorted(runs, key=lambda r: r["restart"] or 0)
 
 
 def chain_state(rows: list[dict[str, Any]]) -> str:
@@ -55,6 +69,10 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     out = [fmt.format(*header)] + [fmt.format(*c) for c in cells]
     out += [f"  {r['stage']}: {r['reason']}" for r in rows if r["reason"] and r["state"] != "COMPLETED"]
+    for r in rows:
+        for run in r.get("runs", []):
+            what = Path(run["checkpoint"]).name if run["source"] != "ref_load" and run["checkpoint"] else "fresh (ref-load)"
+            out.append(f"  {r['stage']} run {run['restart']}: resumed from {what} [{run['source']}]")
     return "\n".join(line.rstrip() for line in out)
 
 

@@ -114,6 +114,8 @@ def test_warning_signal_requeues_and_resumes_from_newest_checkpoint(local_slurm,
         assert (tmp_path / "Qwen3-8B_slime" / f"iter_{it:07d}" / ".metadata").is_file()
     logs = cli("cluster.logs", chain["chain_id"], cwd=tmp_path).stdout
     assert "SIGUSR2" in logs and "@r1]" in logs
+    text = cli("cluster.status", chain["chain_id"], cwd=tmp_path).stdout
+    assert f"train run 1: resumed from iter_{latest['resumed_from']:07d} [save_dir]" in text, text
 
 
 def test_bare_scontrol_requeue_recovers_from_disk_alone(local_slurm, tmp_path):
