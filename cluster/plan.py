@@ -45,6 +45,7 @@ class StagePlan:
     env: dict[str, str] = field(default_factory=dict)
     slime_args: tuple[str, ...] | None = None
     launch: dict[str, Any] | None = None  # the train stage's LaunchSpec (cluster/launch.py)
+    output: str | None = None  # the path this stage produces (its parent is made before submission)
     max_restarts: int = 0  # requeues allowed (train: slurm.max_restarts)
 
     def to_dict(self) -> dict[str, Any]:
@@ -177,7 +178,8 @@ def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str]) 
             "node_ip": ray.get("node_ip"), "interface": ray.get("interface"),
             "object_store_memory": ray.get("object_store_memory"), "num_cpus": ray.get("num_cpus"),
             "health_check": ray.get("health_check") or {}, "ready_timeout_s": ray.get("ready_timeout_s"),
-            "head_timeout_s": ray.get("head_timeout_s"),
+            "head_timeout_s": ray.get("head_timeout_s"), "stop_grace_s": ray.get("stop_grace_s"),
+            "heartbeat_timeout_s": ray.get("heartbeat_timeout_s"), "head_lost_s": ray.get("head_lost_s"),
         }.items() if v is not None},
     }
 
@@ -234,6 +236,7 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
             slime_args=tuple(slime_args) if slime_args is not None else None,
             launch=render_launch_spec(profile, chain_dir, slime_args) if slime_args is not None else None,
             max_restarts=profile.get("slurm.max_restarts") or 0 if name == "train" else 0,
+            output=profile.get(STAGE_OUTPUT.get(name, "paths.save")),
         ))
     if problems and strict_paths:
         raise CheckError(f"{profile.path}: {problems[0]}.")

@@ -168,6 +168,9 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None) -> dict[
     train = next((s for s in plan.stages if s.name == "train" and not s.skip), None)
     if train is not None and train.launch is not None:
         write_json_atomic(chain_dir / "train" / "launch.json", train.launch)
+    for stage in plan.stages:  # stages write into these; tools like holdem.data refuse a missing dir
+        if not stage.skip and stage.output:
+            Path(stage.output).parent.mkdir(parents=True, exist_ok=True)
     job_ids: dict[str, str] = {}
     record = _record(plan, job_ids, profile_data)
     try:
