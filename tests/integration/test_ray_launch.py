@@ -195,8 +195,8 @@ def test_run_node_in_process_through_submitit(local_slurm: LocalSlurm, tmp_path:
     assert job.results() == [0, 0]
     record = json.loads((run.chain / "record.json").read_text())
     assert record["cluster_gpus"] == 8 and record["env"]["WANDB_API_KEY"] == secret_hash()
-    # the launcher's logs share the submitit folder of the job
+    # the launcher's logs of each run sit in the submitit folder of the job, under restart-<n>/
     assert sorted(p.name for p in run.log_dir.glob("node-*.log")) == [
         f"node-0-{local_slurm.nodes[0]}.log", f"node-1-{local_slurm.nodes[1]}.log"]
-    assert list(run.log_dir.glob("*_submitted.pkl"))
+    assert run.log_dir.name == "restart-0" and list(run.log_dir.parent.glob("*_submitted.pkl"))
     run.assert_no_ray_left()

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, NoReturn
 
-from tests.standins.demo_checkpoint import ResumeError, load_marker, save_marker, start_report, write_report
+from tests.standins.demo_checkpoint import ResumeError, iter_dir, load_marker, save_marker, start_report, write_report
 from tests.standins.demo_report import render_rollout_line, render_summary, summarize_rollout, summarize_run
 from tests.standins.demo_rollout import Prompt, play_batch, warm_up
 
@@ -207,11 +207,17 @@ def run_rollouts(args: argparse.Namespace, rows: list[tuple[str, str]], save: Pa
                                                    rollout_id, tasks)
             log_rollout_data(rollout_id, args, samples, None, elapsed)
             entry = summarize_rollout(rollout_id, samples, placed, elapsed)
-            if _should_save(rollout_id, args):
-                entry["saved"] = save_marker(save, rollout_id, {"num_rollout": args.num_rollout}).name
+            saving = _should_save(rollout_id, args)
+            if saving:
+                entry["saved"] = iter_dir(save, rollout_id).name
+            # The report first, the marker second: a run stopped in between has reported a
+            # rollout it did not save, which the next run redoes (start_report drops it) rather
+            # than a saved rollout missing from the report.
             report["rollouts"].append(entry)
             report["summary"] = summarize_run(report["rollouts"])
             write_report(save, report)
+            if saving:
+                save_marker(save, rollout_id, {"num_rollout": args.num_rollout})
             say(render_rollout_line(entry, args.num_rollout))
     finally:
         server.stop()
