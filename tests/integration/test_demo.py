@@ -14,10 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -29,6 +27,7 @@ from tests.standins import demo_data
 from tests.standins.demo_checkpoint import ResumeError, load_marker, save_marker
 from tests.standins.demo_faults import find_train, kill_node, preempt
 from tests.standins.demo_policy import is_malformed_spot
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scripts" / "demo.sh"
@@ -266,14 +265,6 @@ def run_demo(work: Path, *sets: str, deadline_s: int = DEMO_DEADLINE_S - 30) -> 
     return DemoRun(proc, time.monotonic() - t0, work)
 
 
-def wait_for(cond: Callable[[], Any], what: str, timeout_s: float, tails: Callable[[], str]) -> Any:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        result = cond()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}{tails()}")
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import secrets
 import shlex
 import subprocess
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -23,6 +21,7 @@ import pytest
 from cluster.launch import LaunchSpec, RaySpec
 from cluster.ray_procs import find_tree
 from tests.integration.conftest import FINAL_STATES, LocalSlurm, log_tails
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -36,14 +35,6 @@ HEALTH = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_
           "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
 
 
-def wait_for(cond: Callable[[], Any], what: str, timeout_s: float, tails: Callable[[], str]) -> Any:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        result = cond()
-        if result:
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}{tails()}")
 
 
 @dataclass

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,11 @@ import pytest
 from cluster.sbatch_render import render_sbatch_script
 from tests.unit.ops.conftest import ROOT, Ready, clean_env
 from tests.unit.ops.test_sbatch_render import make_plan
+from tests.waiting import wait_for
 
 WRAPPERS = sorted((ROOT / "scripts" / "sbatch").glob("*.sbatch"))
 
 
-def wait_for(predicate, what: str, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def job_env(ready: Ready, standin_bin: Path, tmp_path: Path, **extra: str) -> dict[str, str]:

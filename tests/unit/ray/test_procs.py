@@ -5,23 +5,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from cluster.ray_procs import find_tree, is_alive, start_owned, stop_owned
 from cluster.ray_render import TAG_ENV
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def wait_for(cond, what: str, timeout_s: float = 15.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        result = cond()
-        if result:
-            return result
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
 
 
 def test_stop_owned_ends_tree_and_reparented_tagged_process_only(tmp_path: Path) -> None:

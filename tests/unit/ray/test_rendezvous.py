@@ -9,6 +9,7 @@ from cluster.ray_job import LogFollower
 from cluster.ray_rendezvous import (
     Heartbeat, HeartbeatWatch, NodeLog, RendezvousPaths, read_json, tail_lines, write_json_atomic,
 )
+from tests.waiting import wait_for
 
 
 def test_paths_keyed_by_job_and_restart() -> None:
@@ -30,14 +31,6 @@ def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
     assert read_json(tmp_path / "half.json") is None and read_json(tmp_path / "none") is None
 
 
-def wait_for(cond, what: str, timeout_s: float = 10.0):
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        result = cond()
-        if result:
-            return result
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_silent_heartbeat_is_lost_live_one_is_not(tmp_path: Path) -> None:
