@@ -3,21 +3,20 @@ read back. Written atomically; holds the profile snapshot without anything secre
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 from cluster.errors import ConfigError
 from cluster.fsutil import write_json_atomic
+from cluster.secrets import is_secret_name
 
 CHAIN_FILE = "chain.json"
-_SECRET = re.compile(r"(key|token|secret|password|passwd)", re.IGNORECASE)
 
 
 def redact(obj: Any) -> Any:
     """Drop values whose key names a secret (e.g. an env entry someone put in a profile)."""
     if isinstance(obj, dict):
-        return {k: ("<redacted>" if _SECRET.search(str(k)) and isinstance(v, (str, int)) else redact(v)) for k, v in obj.items()}
+        return {k: ("<redacted>" if is_secret_name(k) and isinstance(v, (str, int)) else redact(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
     return obj

@@ -17,10 +17,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Sequence
 
 from cluster.errors import ConfigError
+from cluster.secrets import is_secret_name
 
 RUNTIMES = ("none", "pyxis", "apptainer")
 MOUNT_MODES = ("ro", "rw")
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 WHERE = "container"
 
 
@@ -53,10 +53,6 @@ class ContainerSpec:
         # pass-through names show as "$NAME": the value lives in the job's environment only
         out["env"] = {name: value if value is not None else f"${name}" for name, value in self.env}
         return out
-
-
-def is_secret_name(name: str) -> bool:
-    return any(word in name.upper() for word in SECRET_WORDS)
 
 
 def parse_mount(text: Any, index: int = 0) -> Mount:

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from cluster.ray_errors import EXIT_CONFIG, Interrupted, LaunchConfigError, LaunchError
-from cluster.ray_render import DEFAULT_PORT_BASE, count_port_slots, expand_nodelist, is_secret_name
+from cluster.ray_render import DEFAULT_PORT_BASE, count_port_slots, expand_nodelist
+from cluster.secrets import is_secret_name
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Callable
 from cluster import ray_api
 from cluster.ray_errors import JobFailedError, LaunchConfigError, RayStartError
 from cluster.ray_readiness import find_dead
-from cluster.ray_render import is_secret_name, render_entrypoint
+from cluster.ray_render import render_entrypoint
+from cluster.secrets import is_secret_name
 from cluster.ray_rendezvous import tail_lines, write_json_atomic
 
 if TYPE_CHECKING:

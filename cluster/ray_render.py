@@ -26,7 +26,6 @@ MAX_TEMP_DIR_LEN = 45
 # Inherited by every process of one node's Ray tree (env survives re-parenting to init), so
 # teardown and tests can find exactly this node's processes and nobody else's.
 TAG_ENV = "HOLDEM_RAY_TAG"
-SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL")
 
 
 @dataclass(frozen=True)
@@ -199,7 +198,3 @@ def render_entrypoint(argv: list[str], working_dir: str | None) -> str:
     cmd = shlex.join(argv)
     return f"cd {shlex.quote(working_dir)} && exec {cmd}" if working_dir else f"exec {cmd}"
 
-
-def is_secret_name(name: str) -> bool:
-    upper = name.upper()
-    return any(word in upper for word in SECRET_WORDS)

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from cluster.container import ContainerSpec, render_container, render_env_lines, srun_args, wrap_argv
-from cluster.container import is_secret_name
 from cluster.errors import ConfigError
 from cluster.fsutil import write_atomic, write_json_atomic
-from cluster.plan import Plan, StagePlan
+from cluster.plan import PROJECT_ROOT, Plan, StagePlan
+from cluster.secrets import is_secret_name
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WARNING_SIGNAL = "USR1"  # sent to the batch shell only (B:), which traps it and requeues
 NOT_SBATCH = ("dependency",)  # names stages, not job ids: submit-chain.sh passes it on the command line
 

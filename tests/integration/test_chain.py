@@ -6,7 +6,6 @@ the real stages write."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,16 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.unit.cluster.helpers import clean_env
+
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDIN = ["{python}", "-m", "tests.standins.stage_outputs"]
-
-
-def env() -> dict[str, str]:
-    out = {k: v for k, v in os.environ.items() if k not in ("RUN_PROFILE", "HF_CHECKPOINT", "REF_LOAD", "SAVE_DIR", "PROMPT_DATA", "LOAD_CKPT")}
-    out["PYTHONPATH"] = str(ROOT)
-    return out
 
 
 def standin_sets(root: Path, **commands: list[str]) -> list[str]:
@@ -40,7 +35,7 @@ def standin_sets(root: Path, **commands: list[str]) -> list[str]:
 
 
 def cli(module: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env(), capture_output=True,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=clean_env(), capture_output=True,
                           text=True, timeout=timeout)
 
 

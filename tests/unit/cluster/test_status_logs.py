@@ -142,3 +142,11 @@ def test_no_slurm_on_path_is_a_clear_error_and_dry_run_still_works(tmp_path):
     assert not (tmp_path / "logs").exists()  # nothing recorded, nothing half-submitted
     dry = subprocess.run(base + ["--dry-run"], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60)
     assert dry.returncode == 0 and "[RUN ] train" in dry.stdout
+
+
+def test_chain_record_redacts_secret_named_values_with_the_one_rule():
+    from cluster.chain import redact
+
+    out = redact({"env": {"WANDB_API_KEY": "abc", "HF_TOKEN": "t", "AWS_CREDENTIAL": "c", "CUDA_DEVICE_MAX_CONNECTIONS": "1"}})
+    assert out["env"] == {"WANDB_API_KEY": "<redacted>", "HF_TOKEN": "<redacted>", "AWS_CREDENTIAL": "<redacted>",
+                          "CUDA_DEVICE_MAX_CONNECTIONS": "1"}

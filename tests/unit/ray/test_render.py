@@ -6,9 +6,10 @@ import shlex
 import pytest
 
 from cluster.ray_errors import LaunchConfigError
+from cluster.secrets import is_secret_name
 from cluster.ray_render import (
     PORT_CEILING, TAG_ENV, count_port_slots, count_visible_devices, expand_nodelist,
-    is_secret_name, render_entrypoint, render_ports, render_slot_order, render_start_argv,
+    render_entrypoint, render_ports, render_slot_order, render_start_argv,
     render_start_env, render_temp_dir,
 )
 
