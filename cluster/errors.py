@@ -43,3 +43,10 @@ class JobFailedError(HoldemClusterError):
     """The workload itself (a stage's command, the Ray job) failed."""
 
     exit_code = EXIT_JOB_FAILED
+
+
+class Interrupted(HoldemClusterError):
+    """The launcher got SIGTERM/SIGINT, or Slurm's warning signal (SIGUSR2: preemption or the
+    time limit coming); everything it started is being stopped."""
+
+    exit_code = EXIT_INFRA

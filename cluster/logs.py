@@ -133,7 +133,7 @@ def follow(follower: Follower, jobs_final: Callable[[], bool], poll_s: float = 0
 
 
 def _jobs_final(job_ids: list[str]) -> Callable[[], bool]:
-    from cluster.jobstate import query_jobs
+    from cluster.slurm import query_jobs
 
     def check() -> bool:
         jobs = query_jobs(job_ids)

@@ -1,7 +1,10 @@
 """Is a stage's output already complete? Cheap checks on what each stage writes, shared by the
-plan (skip a done stage) and the launcher (resume from the newest complete checkpoint)."""
+plan (skip a done stage), the launcher (resume from the newest complete checkpoint) and the data
+stage (`holdem.data` imports the JSONL rule from here; this module stays stdlib-only and never
+imports holdem)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -9,42 +12,86 @@ from pathlib import Path
 TRACKER = "latest_checkpointed_iteration.txt"
 _ITER = re.compile(r"^iter_(\d{7})$")
 _PROBE_ROWS = 3
+_CHUNK = 1 << 22
 
 
-def check_jsonl(path: str | Path, keys: tuple[str, ...] = ()) -> tuple[bool, str]:
-    """A JSONL file that exists, whose first rows parse as objects with `keys`, and — when
-    holdem.data wrote a `<file>.stats.json` beside it — whose size and line count match the
-    stats (the same contract as holdem.data.output_is_complete; cluster/ must not import holdem)."""
+def stats_path_for(path: str | Path) -> Path:
+    """`FILE.jsonl` -> `FILE.stats.json` (any other name gets `.stats.json` appended)."""
     path = Path(path)
+    if path.suffix == ".jsonl":
+        return path.with_suffix(".stats.json")
+    return path.with_name(path.name + ".stats.json")
+
+
+def count_lines(path: str | Path) -> int:
+    n = 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            n += chunk.count(b"\n")
+    return n
+
+
+def sha256_of(path: str | Path) -> str:
+    sha = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            sha.update(chunk)
+    return sha.hexdigest()
+
+
+def jsonl_stats(path: str | Path) -> dict:
+    """The fields `check_jsonl` compares, computed from a finished file: for writers that did not
+    count while writing (stand-ins, tests). The data stage counts as it writes the same fields."""
+    return {"rows_out": count_lines(path), "bytes": Path(path).stat().st_size, "sha256": sha256_of(path)}
+
+
+def check_jsonl(path: str | Path, keys: tuple[str, ...] = (), verify_checksum: bool = False) -> tuple[bool, str]:
+    """The one completeness rule for a JSONL a stage writes: the file exists and is not empty; the
+    `<file>.stats.json` its writer commits last exists, and its `rows_out` and `bytes` match the
+    file (its `sha256` too when `verify_checksum`); the first rows parse as objects with `keys`.
+
+    A JSONL without its stats file is what a killed run leaves (or another tool wrote): not complete,
+    so the stage runs again. Cheap: a stat, a small JSON read, a few rows and a newline count.
+    Returns (complete, why)."""
+    path = Path(path)
+    stats = stats_path_for(path)
     if not path.is_file():
         return False, f"{path} does not exist"
+    if path.stat().st_size == 0:
+        return False, f"{path} is empty"
+    if not stats.is_file():
+        return False, f"{stats} is missing (the run that wrote {path.name} did not finish, or did not write stats)"
+    try:
+        meta = json.loads(stats.read_text(encoding="utf-8"))
+        declared, size = int(meta["rows_out"]), int(meta["bytes"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return False, f"{stats} is unreadable ({type(exc).__name__}: {exc})"
+    actual = path.stat().st_size
+    if actual != size:
+        return False, f"{path} has {actual} bytes, {stats.name} says {size}"
+    lines = count_lines(path)
+    if lines != declared:
+        return False, f"{path} has {lines} lines, {stats.name} says rows_out={declared}"
+    probe_failure = _probe_rows(path, keys)
+    if probe_failure:
+        return False, probe_failure
+    if verify_checksum and sha256_of(path) != meta.get("sha256"):
+        return False, f"{path} does not match the sha256 in {stats.name}"
+    return True, f"{path}: {lines} rows, {size} bytes, matches {stats.name}"
+
+
+def _probe_rows(path: Path, keys: tuple[str, ...]) -> str | None:
+    """Why the first rows are not objects with `keys`, or None when they are."""
     try:
         with path.open("rb") as fh:
             for index, line in zip(range(_PROBE_ROWS), fh):
                 row = json.loads(line)
                 missing = [k for k in keys if not isinstance(row, dict) or k not in row]
                 if missing:
-                    return False, f"{path} row {index} lacks {', '.join(missing)}"
-            else:
-                if path.stat().st_size == 0:
-                    return False, f"{path} is empty"
+                    return f"{path} row {index} lacks {', '.join(missing)}"
     except (OSError, ValueError) as exc:
-        return False, f"{path} does not parse as JSONL ({exc})"
-    stats = path.with_name(path.name.removesuffix(".jsonl") + ".stats.json")
-    if not stats.is_file():
-        return True, f"{path} exists and its first rows parse"
-    try:
-        meta = json.loads(stats.read_text())
-        declared, size = meta["rows_out"], meta.get("bytes")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return False, f"{stats} is unreadable ({exc})"
-    if size is not None and size != path.stat().st_size:
-        return False, f"{path} has {path.stat().st_size} bytes but {stats.name} says {size}"
-    with path.open("rb") as fh:
-        lines = sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
-    if lines != declared:
-        return False, f"{path} has {lines} rows but {stats.name} says {declared}"
-    return True, f"{path} exists with {lines} rows, as {stats.name} says"
+        return f"{path} does not parse as JSONL ({exc})"
+    return None
 
 
 def check_hf_dir(path: str | Path) -> tuple[bool, str]:

@@ -2,10 +2,14 @@
 commands and `afterok` dependencies, and which stages are already done (pure, apart from
 looking at the files the stages produce).
 
-The dry-run prints this object; submission renders it to submitit calls and nothing else.
+The plan is the request: each stage carries its final sbatch options (a dependency names the
+earlier stages' job ids as `${<stage>_id}` references, filled in at submission), the srun options
+and the exact step command (container-wrapped). The dry-run prints it, `cluster.slurm` submits it
+through submitit and `--emit-sbatch` writes it as scripts — nobody rewrites it after this module.
 """
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 import time
@@ -14,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from cluster.checks import slime_gpus
-from cluster.container import describe, render_container
+from cluster.container import ContainerSpec, describe, render_container, srun_args, wrap_argv
 from cluster.doctor import render_doctor_spec
 from cluster.errors import CheckError, ConfigError
+from cluster.launcher.spec import LaunchSpec
 from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir
 from cluster.profile import Profile
 from cluster.schema import STAGE_NAMES
@@ -44,16 +49,21 @@ class StagePlan:
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     slime_args: tuple[str, ...] | None = None
-    launch: dict[str, Any] | None = None  # the train stage's LaunchSpec (cluster/launch.py)
+    launch: LaunchSpec | None = None  # the train stage's typed launch spec (cluster/launcher/spec.py)
     output: str | None = None  # the path this stage produces (its parent is made before submission)
     max_restarts: int = 0  # requeues allowed (train: slurm.max_restarts)
+    step: tuple[str, ...] = ()  # what each Slurm task runs: argv, container-wrapped
+    srun: tuple[str, ...] = ()  # srun options of the step (pyxis container flags)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["depends_on"], out["argv"] = list(self.depends_on), list(self.argv)
+        out["step"], out["srun"] = list(self.step), list(self.srun)
         for key in ("slime_args", "launch"):
             if out[key] is None:
                 out.pop(key)
+        if self.launch is not None:
+            out["launch"] = self.launch.to_dict()
         if self.slime_args is not None:
             out["slime_args"] = list(self.slime_args)
         return out
@@ -71,8 +81,7 @@ class Plan:
     warnings: tuple[str, ...] = ()
     container: dict[str, Any] = field(default_factory=dict)  # the profile's container section
 
-    def container_spec(self):
-        from cluster.container import render_container
+    def container_spec(self) -> ContainerSpec:
         return render_container(self.container)
 
     def stage(self, name: str) -> StagePlan:
@@ -83,6 +92,26 @@ class Plan:
                 "chain_dir": self.chain_dir, "nodes": self.nodes, "gpus_per_node": self.gpus_per_node,
                 "stages": [s.to_dict() for s in self.stages], "warnings": list(self.warnings),
                 "container": describe(self.container_spec())}
+
+
+def job_ref(stage: str) -> str:
+    """How a stage's job id is referred to before it exists (in `dependency`); shell syntax, so the
+    emitted submit-chain.sh uses the option as it is."""
+    return f"${{{stage}_id}}"
+
+
+def resolve_job_refs(text: str, job_ids: dict[str, str]) -> str:
+    """`afterok:${data_id}:${model_id}` -> `afterok:41:42` (KeyError for a stage not submitted)."""
+    return re.sub(r"\$\{(\w+)_id\}", lambda m: job_ids[m.group(1)], text)
+
+
+def render_step(argv: list[str], container: ContainerSpec) -> list[str]:
+    """The command a Slurm task of the stage runs: inside the container when there is one (where
+    the submitting interpreter's path means nothing, so it becomes `python3`)."""
+    argv = list(argv)
+    if container.enabled and argv and argv[0] == sys.executable:
+        argv[0] = "python3"
+    return wrap_argv(container, argv)
 
 
 def new_chain_id(profile_name: str) -> str:
@@ -155,8 +184,20 @@ def _stage_argv(profile: Profile, stage: str, chain_dir: str) -> tuple[list[str]
     return argv, env
 
 
-def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str]) -> dict[str, Any]:
-    """The JSON every node's launcher reads (cluster.launch.LaunchSpec.from_dict)."""
+def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str]) -> LaunchSpec:
+    """The typed spec every node's launcher reads (as launch.json), validated here with the launcher's
+    own rules so that a value a node would reject fails `--dry-run` with the key's origin."""
+    data = _launch_spec_data(profile, chain_dir, slime_args)
+    try:
+        return LaunchSpec.from_dict(data, where="launch spec")
+    except ConfigError as err:
+        text = str(err).removeprefix("launch spec: ")
+        key = re.match(r"(ray\.[\w.-]+|env_vars\.[\w-]+)", text)
+        origin = profile.where(key.group(1).replace("env_vars.", "env.")) if key else str(profile.path)
+        raise ConfigError(f"{origin}: {text}") from None
+
+
+def _launch_spec_data(profile: Profile, chain_dir: str, slime_args: list[str]) -> dict[str, Any]:
     slurm, ray = profile.section("slurm"), profile.section("ray")
     pythonpath = ":".join(p for p in (profile.get("paths.megatron_dir"), str(PROJECT_ROOT)) if p)
     env = {**profile.section("env"), "PYTHONPATH": pythonpath}
@@ -174,13 +215,11 @@ def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str]) 
         "resume": {k: v for k, v in {"load_ckpt": profile.get("paths.load"), "save_dir": profile.get("paths.save"),
                                      "ref_load": profile.get("paths.ref-load")}.items() if v},
         "preflight": render_doctor_spec(profile).to_dict() if profile.get("stages.train.preflight") else None,
-        "ray": {k: v for k, v in {
-            "node_ip": ray.get("node_ip"), "interface": ray.get("interface"),
-            "object_store_memory": ray.get("object_store_memory"), "num_cpus": ray.get("num_cpus"),
-            "health_check": ray.get("health_check") or {}, "ready_timeout_s": ray.get("ready_timeout_s"),
-            "head_timeout_s": ray.get("head_timeout_s"), "stop_grace_s": ray.get("stop_grace_s"),
-            "heartbeat_timeout_s": ray.get("heartbeat_timeout_s"), "head_lost_s": ray.get("head_lost_s"),
-        }.items() if v is not None},
+        # the launcher enforces the cap itself: requeues without a signal (scontrol requeue,
+        # NODE_FAIL) never reach submitit's checkpoint() that counts them
+        "max_restarts": slurm.get("max_restarts") or 0,
+        # every key of the profile's ray section goes through, so an unknown one fails the spec's check
+        "ray": {k: v for k, v in {**ray, "health_check": ray.get("health_check") or {}}.items() if v is not None},
     }
 
 
@@ -212,6 +251,8 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
     (before submission) and warnings otherwise (the dry-run, e.g. on a laptop)."""
     chain_id = chain_id or new_chain_id(profile.name)
     chain_dir = str(Path(profile.get("paths.log_dir")) / chain_id)
+    container = dict(profile.section("container"))
+    container_spec = render_container(container)  # a bad container section fails here, before anything is submitted
     produced: set[str] = set()  # profile keys a running stage of this chain will produce
     runs: set[str] = set()
     plans, problems, seen = [], [], set()
@@ -225,8 +266,9 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
                 produced.add(STAGE_OUTPUT[name])
         slurm = _stage_slurm(profile, name)
         if depends:
-            slurm["dependency"] = "afterok:" + ":".join(depends)
+            slurm["dependency"] = "afterok:" + ":".join(job_ref(d) for d in depends)
             slurm["kill-on-invalid-dep"] = "yes"
+        slurm.setdefault("comment", f"holdem-chain={chain_id}")
         argv, env = _stage_argv(profile, name, chain_dir)
         slime_args = render_slime_args(profile) if name == "train" else None
         plans.append(StagePlan(
@@ -237,6 +279,7 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
             launch=render_launch_spec(profile, chain_dir, slime_args) if slime_args is not None else None,
             max_restarts=profile.get("slurm.max_restarts") or 0 if name == "train" else 0,
             output=profile.get(STAGE_OUTPUT.get(name, "paths.save")),
+            step=tuple(render_step(argv, container_spec)), srun=tuple(srun_args(container_spec)),
         ))
     if problems and strict_paths:
         raise CheckError(f"{profile.path}: {problems[0]}.")
@@ -244,7 +287,5 @@ def build_plan(profile: Profile, stages: tuple[str, ...] = STAGE_NAMES, chain_id
     warnings = tuple(problems)
     if "train" in runs and slurm.get("max_restarts", 0) > 0 and not profile.get("checkpoint.save-interval"):
         warnings += ("requeue is on but checkpoint.save-interval is not set: a preemption loses the whole run",)
-    container = dict(profile.section("container"))
-    render_container(container)  # a bad container section fails here, before anything is submitted
     return Plan(profile.name, str(profile.path), chain_id, chain_dir, slurm["nodes"], slurm["gpus_per_node"],
                 tuple(plans), warnings, container)

@@ -7,21 +7,25 @@ Precedence, lowest first: the base file < each file that extends it < the enviro
 """
 from __future__ import annotations
 
+import codecs
 import copy
 import difflib
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 import yaml
 
 from cluster.errors import ProfileError
 from cluster.schema import (
-    OPEN_MAPS, OTHER_SECTIONS, OUR_KEYS, SLIME_SECTIONS, STAGE_KEYS, STAGE_NAMES, STAGE_SLURM_KEYS,
+    OPEN_MAPS, OTHER_SECTIONS, OUR_KEYS, REQUIRED, SLIME_SECTIONS, STAGE_KEYS, STAGE_NAMES, STAGE_SLURM_KEYS,
     TOP_LEVEL, BadValue, coerce_flag, coerce_ours,
 )
+from cluster.secrets import export_hint, find_secrets, is_secret_name, secret_env_values, word_problem
 from cluster.slime_flags import load_flag_table
 
 PROFILES_DIR = Path(os.environ.get("HOLDEM_PROFILES_DIR", Path(__file__).resolve().parent.parent / "profiles"))
@@ -36,6 +40,17 @@ ENV_KEYS = {
 }
 _REF = re.compile(r"\{([A-Za-z_][\w-]*(?:\.[\w-]+)+)\}")
 Path_ = tuple[str, ...]
+
+# Bounds: a profile is a few KB; anything far beyond is a mistake or an attack, refused quickly.
+MAX_PROFILE_BYTES = 1 << 20  # per file
+MAX_NODES = 20_000  # YAML nodes per file or --set value
+MAX_DEPTH = 16  # nesting of mappings and lists
+MAX_EXTENDS = 16  # files in an extends: chain
+MAX_SET_CHARS = 64 << 10  # one --set value
+MAX_REF_DEPTH = 16  # {a.b} -> {c.d} -> ...
+MAX_RESOLVED_CHARS = 8 << 20  # all strings after resolving references
+_KEY_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -77,9 +92,24 @@ def resolve_profile_path(name: str, relative_to: Path | None = None) -> Path:
         candidates += [relative_to / name, relative_to / f"{name}.yaml"]
     candidates += [Path(name), PROFILES_DIR / f"{name}.yaml"]
     looks_like_path = "/" in name or name.endswith((".yaml", ".yml"))
+    if not name or "\0" in name:
+        raise ProfileError(f"profile name {name!r}: give a name from profiles/ or a path to a YAML file.")
+    unreadable: list[tuple[Path, OSError]] = []
     for cand in candidates:
-        if cand.is_file() and (looks_like_path or cand.suffix in (".yaml", ".yml")):
-            return cand.resolve()
+        try:
+            found = cand.is_file() and (looks_like_path or cand.suffix in (".yaml", ".yml"))
+        except OSError as exc:  # e.g. a directory on the way that this user cannot enter
+            unreadable.append((cand, exc))
+            continue
+        if found:
+            try:
+                return cand.resolve()
+            except (OSError, RuntimeError):
+                return Path(os.path.abspath(cand))
+    if unreadable and (looks_like_path or len(unreadable) == len(candidates)):
+        cand, exc = unreadable[0]
+        raise ProfileError(f"{cand}: cannot look at the profile ({exc.strerror or exc}); check the permissions of "
+                           "the directories on its path, or copy the profile somewhere you can read.")
     hint = difflib.get_close_matches(name, available_profiles(), n=1)
     suggestion = f" (did you mean {hint[0]}?)" if hint else ""
     raise ProfileError(
@@ -89,23 +119,184 @@ def resolve_profile_path(name: str, relative_to: Path | None = None) -> Path:
     )
 
 
-def load_yaml_file(path: Path) -> dict[str, Any]:
+class _Refused(yaml.MarkedYAMLError):
+    """A YAML feature profiles do not allow; `problem` is the one-line reason."""
+
+
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.1's implicit types minus its traps: `24:00:00` (base 60), `0755` (octal), `yes`/`on`
+    (booleans), dates, `<<` merge keys and `=` stay strings. Booleans are true/false only."""
+
+    yaml_implicit_resolvers: dict = {}
+
+
+for _tag, _regexp, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("int", r"^[-+]?(?:0|[1-9][0-9_]*)$", "-+0123456789"),
+    ("float", r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9_]+(?:[eE][-+][0-9]+)?"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+):
+    _Resolver.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regexp), list(_first))
+
+
+class _Constructor(yaml.constructor.SafeConstructor):
+    """Plain values only (no binary, dates, sets, ...); mapping keys are unique strings."""
+
+    yaml_constructors = {tag: fn for tag, fn in yaml.constructor.SafeConstructor.yaml_constructors.items()
+                         if tag in {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "seq", "map")}}
+
+    def construct_undefined(self, node):
+        raise _Refused(None, None, f"the tag {node.tag} is not allowed in a profile; write a plain value", node.start_mark)
+
+    def construct_yaml_int(self, node):
+        text = self.construct_scalar(node).replace("_", "")
+        if not re.fullmatch(r"[-+]?[0-9]{1,18}", text):
+            raise _Refused(None, None, f"{text[:40]!r} is not a whole number of at most 18 digits", node.start_mark)
+        return int(text)
+
+    def construct_yaml_float(self, node):
+        text = self.construct_scalar(node)
+        if ":" in text:
+            raise _Refused(None, None, f"{text!r} is a base-60 number; quote it", node.start_mark)
+        return super().construct_yaml_float(node)
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, Any] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if not isinstance(key, str):
+                    raise _Refused(None, None, f"the key {key!r} is not a string: keys are names; quote it "
+                                               f"(\"{key}\":) or fix the indentation", key_node.start_mark)
+                if key in first:
+                    raise _Refused(None, None, f"duplicate key {key!r} (first at line {first[key].line + 1}): YAML would "
+                                               "silently keep only the last one; merge them into one", key_node.start_mark)
+                first[key] = key_node.start_mark
+        return super().construct_mapping(node, deep)
+
+
+_Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
+_Constructor.add_constructor("tag:yaml.org,2002:float", _Constructor.construct_yaml_float)
+_Constructor.add_constructor("tag:yaml.org,2002:map", yaml.constructor.SafeConstructor.construct_yaml_map)
+
+if getattr(yaml, "__with_libyaml__", False):
+    class _Loader(yaml.cyaml.CParser, _Constructor, _Resolver):  # libyaml parses; our rules construct
+        def __init__(self, stream: str) -> None:
+            yaml.cyaml.CParser.__init__(self, stream)
+            _Constructor.__init__(self)
+            _Resolver.__init__(self)
+else:  # pragma: no cover - PyYAML without libyaml
+    class _Loader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,  # type: ignore[no-redef]
+                  _Constructor, _Resolver):
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            _Constructor.__init__(self)
+            _Resolver.__init__(self)
+
+
+def _check_events(text: str) -> None:
+    """Refuse, before anything is built: aliases (no expansion bombs, no self-reference), nesting
+    beyond MAX_DEPTH, more than MAX_NODES nodes, more than one document."""
+    depth = nodes = documents = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refused(None, None, f"the alias *{event.anchor} is not allowed in a profile (anchors and aliases can "
+                                       "expand without bound); write the value out, or use extends: or a "
+                                       "{section.key} reference", event.start_mark)
+        if isinstance(event, yaml.DocumentStartEvent):
+            documents += 1
+            if documents > 1:
+                raise _Refused(None, None, "a second YAML document (---): a profile is one document; remove the ---",
+                               event.start_mark)
+        elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Refused(None, None, f"more than {MAX_NODES} values: far more than any profile needs",
+                               event.start_mark)
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep: far more than any profile "
+                                               "needs", event.start_mark)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def parse_yaml(text: str, source: str, fix: str = "Fix the file.", lines: bool = True) -> Any:
+    """One YAML document under the profile rules -> plain Python values; ProfileError (one line,
+    starting with `source`, with line:column when `lines`) for anything else."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read the profile ({exc.strerror}).") from None
-    try:
-        data = yaml.safe_load(text)
+        _check_events(text)
+        loader = _Loader(text)
+        try:
+            return loader.get_single_data()
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise ProfileError(f"{where}: YAML syntax error: {exc.problem or exc}. Fix the file.") from None
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None and lines else source
+        if isinstance(exc, _Refused):
+            raise ProfileError(f"{where}: {_one_line(exc.problem)}.") from None
+        problem = _one_line(" ".join(p for p in (exc.context, exc.problem) if p) or exc)
+        raise ProfileError(f"{where}: YAML syntax error: {problem}. {fix}") from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        where = f"{source}:{line}" if lines else source
+        raise ProfileError(f"{where}: character {exc.character!r} is not allowed in YAML ({_one_line(exc.reason)}). {fix}") from None
     except yaml.YAMLError as exc:
-        raise ProfileError(f"{path}: YAML error: {exc}") from None
+        raise ProfileError(f"{source}: YAML error: {_one_line(exc)}. {fix}") from None
+    except (RecursionError, MemoryError):
+        raise ProfileError(f"{source}: too large or too deeply nested to read. {fix}") from None
+
+
+def read_profile_text(path: Path) -> str:
+    """The file's text: a regular file of at most MAX_PROFILE_BYTES, strictly UTF-8 (a UTF-8 BOM is
+    allowed). Never blocks on a FIFO or a device."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as fh:
+            if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+                raise ProfileError(f"{path}: not a regular file; a profile is a YAML file.")
+            raw = fh.read(MAX_PROFILE_BYTES + 1)
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read the profile ({exc.strerror or exc}).") from None
+    if len(raw) > MAX_PROFILE_BYTES:
+        raise ProfileError(f"{path}: larger than {MAX_PROFILE_BYTES >> 20} MiB; a profile is a few KB of YAML: "
+                           "is this the right file?")
+    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
+                      (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+        if raw.startswith(bom):
+            raise ProfileError(f"{path}: the file is {name}-encoded; profiles are UTF-8: save it as UTF-8 "
+                               f"(e.g. iconv -f {name} -t UTF-8).")
+    if b"\0" in raw:
+        raise ProfileError(f"{path}: the file contains NUL bytes (binary, or UTF-16 without a byte-order mark); "
+                           "profiles are UTF-8 text.")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ProfileError(f"{path}:{line}:{column}: not UTF-8 (byte 0x{raw[exc.start]:02x}); profiles are UTF-8: "
+                           "save the file as UTF-8 (e.g. iconv -f LATIN1 -t UTF-8).") from None
+
+
+def load_yaml_file(path: Path) -> dict[str, Any]:
+    data = parse_yaml(read_profile_text(path), str(path))
     if data is None:
-        return {}
+        raise ProfileError(f"{path}: the profile is empty (or only comments); start it with `extends: base` "
+                           f"(or {', '.join(n for n in available_profiles() if n != 'base') or 'another profile'}) "
+                           "and add the values to change.")
     if not isinstance(data, dict):
-        raise ProfileError(f"{path}: a profile must be a mapping of sections, got {type(data).__name__}.")
+        raise ProfileError(f"{path}: a profile must be a mapping of sections (e.g. `slurm:`), got a "
+                           f"{type(data).__name__}.")
     return data
 
 
@@ -126,11 +317,13 @@ def _load_chain(path: Path, origin: dict[Path_, str], seen: tuple[Path, ...] = (
     if path in seen:
         cycle = " -> ".join(p.name for p in seen + (path,))
         raise ProfileError(f"{path}: extends cycle {cycle}. Remove one of the extends: lines.")
+    if len(seen) >= MAX_EXTENDS:
+        raise ProfileError(f"{path}: more than {MAX_EXTENDS} profiles in the extends: chain; shorten it.")
     data = load_yaml_file(path)
     parent_name = data.pop("extends", None)
     merged: dict = {}
     if parent_name is not None:
-        if not isinstance(parent_name, str):
+        if not isinstance(parent_name, str) or not parent_name.strip():
             raise ProfileError(f"{path}: extends must be a profile name or path, got {parent_name!r}.")
         try:
             parent = resolve_profile_path(parent_name, relative_to=path.parent)
@@ -140,16 +333,28 @@ def _load_chain(path: Path, origin: dict[Path_, str], seen: tuple[Path, ...] = (
     return _merge(merged, data, origin, str(path))
 
 
+def _shown(item: str) -> str:
+    """How an unparseable --set argument is quoted back: not at all if it may carry a secret."""
+    return "<not shown: it may hold a secret>" if word_problem(item) or is_secret_name(item.partition("=")[0]) \
+        else repr(item[:80] + ("..." if len(item) > 80 else ""))
+
+
 def parse_set(item: str) -> tuple[str, Any]:
-    """`KEY=VALUE` -> (key, YAML-typed value)."""
+    """`KEY=VALUE` -> (key, value parsed as YAML under the profile rules)."""
     key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        raise ProfileError(f"--set {item!r}: expected KEY=VALUE, e.g. --set rollout-batch-size=8 or --set slurm.partition=gpu.")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
-        value = raw
-    return key.strip(), value
+    key = key.strip()
+    if not sep or not key:
+        raise ProfileError(f"--set {_shown(item)}: expected KEY=VALUE, e.g. --set rollout-batch-size=8 or --set slurm.partition=gpu.")
+    parts = key.split(".")
+    if len(parts) > MAX_DEPTH or not all(_KEY_PART.fullmatch(part) for part in parts):
+        raise ProfileError(f"--set {_shown(key)}: KEY must be a slime flag name or a dotted path of names "
+                           "(letters, digits, - and _), e.g. slurm.partition.")
+    if len(raw) > MAX_SET_CHARS:
+        raise ProfileError(f"--set {key}: the value is longer than {MAX_SET_CHARS >> 10} KiB; a profile value is short.")
+    if not raw.strip():
+        return key, None
+    value = parse_yaml(raw, f"--set {key}", fix=f"Quote the value: --set '{key}=\"...\"'.", lines="\n" in raw)
+    return key, value
 
 
 def _find_bare(data: dict, key: str) -> list[Path_]:
@@ -166,6 +371,9 @@ def _set_path(data: dict, path: Path_, value: Any) -> None:
 
 
 def _resolve_key(data: dict, key: str, source: str) -> Path_:
+    if is_secret_name(key.rpartition(".")[2]):
+        raise ProfileError(f"{source} {key}: a secret never goes on the command line or into a profile; "
+                           f"{export_hint(key.rpartition('.')[2])}.")
     if "." in key:
         return tuple(key.split("."))
     hits = _find_bare(data, key)
@@ -249,10 +457,16 @@ def _check_key(section: str, key: str, value: Any, flags, where) -> Any:
     raise ProfileError(f"{where((section, key))}: unknown key {dotted}{_suggest(dotted, candidates)}.")
 
 
+_OPEN_MAP_KEYS = {"env": (re.compile(r"[A-Za-z_][A-Za-z0-9_]*"), "an environment variable name")}
+
+
 def _validate_open_map(section: str, body: dict, where) -> None:
+    pattern, what = _OPEN_MAP_KEYS.get(section.rpartition(".")[2], (None, ""))
     for key, value in body.items():
+        if pattern is not None and not pattern.fullmatch(str(key)):
+            raise ProfileError(f"{where(tuple(section.split('.')) + (key,))}: {section}.{key}: the key must be {what}.")
         if isinstance(value, (dict, list)):
-            raise ProfileError(f"{where((section, key))}: {section}.{key} must be a plain value.")
+            raise ProfileError(f"{where(tuple(section.split('.')) + (key,))}: {section}.{key} must be a plain value.")
         body[key] = "" if value is None else (str(value).lower() if isinstance(value, bool) else str(value))
 
 
@@ -294,7 +508,18 @@ def _lookup(data: dict, dotted: str) -> Any:
 
 def resolve_refs(data: dict, where) -> dict:
     """Replace `{section.key}` in strings by the referenced value (typed when it is the whole
-    string). References may chain; a cycle or a missing key is an error."""
+    string). References may chain; a cycle, a missing key, a reference to a mapping or a list, or
+    to null inside a longer string is an error. Each reference is resolved once, chains are at most
+    MAX_REF_DEPTH long and all resolved strings together at most MAX_RESOLVED_CHARS."""
+    cache: dict[str, Any] = {}
+    budget = [MAX_RESOLVED_CHARS]
+
+    def spend(text: str, path: Path_) -> str:
+        budget[0] -= len(text)
+        if budget[0] < 0:
+            raise ProfileError(f"{where(path)}: {{section.key}} references expand the profile beyond "
+                               f"{MAX_RESOLVED_CHARS >> 20} MiB of text; simplify them.")
+        return text
 
     def resolve(value: Any, path: Path_, stack: tuple[str, ...]) -> Any:
         if isinstance(value, dict):
@@ -307,25 +532,115 @@ def resolve_refs(data: dict, where) -> dict:
         def target(ref: str) -> Any:
             if ref in stack:
                 raise ProfileError(f"{where(path)}: reference cycle {' -> '.join(stack + (ref,))}.")
-            try:
-                raw = _lookup(data, ref)
-            except KeyError:
-                raise ProfileError(f"{where(path)}: {'.'.join(path)} refers to {{{ref}}}, which is not in the profile{_suggest(ref, _all_keys(data))}.") from None
-            return resolve(raw, tuple(ref.split(".")), stack + (ref,))
+            if len(stack) >= MAX_REF_DEPTH:
+                raise ProfileError(f"{where(path)}: references chained more than {MAX_REF_DEPTH} deep "
+                                   f"({' -> '.join(stack[:3])} -> ...); refer to the value directly.")
+            if ref not in cache:
+                try:
+                    raw = _lookup(data, ref)
+                except KeyError:
+                    raise ProfileError(f"{where(path)}: {'.'.join(path)} refers to {{{ref}}}, which is not in the profile{_suggest(ref, _all_keys(data))}.") from None
+                if isinstance(raw, (dict, list)):
+                    kind = "a mapping" if isinstance(raw, dict) else "a list"
+                    raise ProfileError(f"{where(path)}: {'.'.join(path)} refers to {{{ref}}}, which is {kind}; "
+                                       "a reference stands for one value.")
+                cache[ref] = resolve(raw, tuple(ref.split(".")), stack + (ref,))
+            return cache[ref]
+
+        def piece(match: re.Match) -> str:
+            found = target(match.group(1))
+            if found is None:
+                raise ProfileError(f"{where(path)}: {'.'.join(path)} = {value!r} refers to {{{match.group(1)}}}, "
+                                   f"which is null; set {match.group(1)} or write the value out.")
+            return str(found).lower() if isinstance(found, bool) else str(found)
 
         whole = _REF.fullmatch(value)
         if whole:
-            return target(whole.group(1))
-        return _REF.sub(lambda m: str(target(m.group(1))), value)
+            found = target(whole.group(1))
+            return spend(found, path) if isinstance(found, str) else found
+        return spend(_REF.sub(piece, value), path)
 
     return resolve(data, (), ())
 
 
-def _absolute_paths(data: dict, cwd: Path) -> None:
-    """Relative paths are relative to the submit directory; jobs run elsewhere, so fix them now."""
+def _absolute_paths(data: dict, cwd: Path | None) -> None:
+    """Relative paths are relative to the submit directory; jobs run elsewhere, so fix them now
+    (without touching the filesystem: no symlink resolution)."""
     for key, value in (data.get("paths") or {}).items():
         if isinstance(value, str) and value and not value.startswith(("/", "{")):
-            data["paths"][key] = str((cwd / value).resolve())
+            if cwd is None:
+                try:
+                    cwd = Path.cwd()
+                except OSError as exc:
+                    raise ProfileError(f"paths.{key} = {value!r} is relative, but the current directory is gone "
+                                       f"({exc.strerror}); cd somewhere that exists or give absolute paths.") from None
+            data["paths"][key] = os.path.normpath(os.path.join(cwd, value))
+
+
+def _leaves(obj: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _leaves(value, path + (str(key),))
+    elif isinstance(obj, list):
+        for item in obj:
+            yield from _leaves(item, path)
+    else:
+        yield path, obj
+
+
+def _check_secrets(data: dict, where, env: Mapping[str, str]) -> None:
+    """The secrets rule (cluster/secrets.py) over the whole merged profile, before any value is
+    echoed in an error: no key named like a secret with a value (none at all in `env`), no command
+    word passing a secret flag or `NAME=value`, no token-shaped value, and none of the values of the
+    submitting environment's secrets. The message never quotes the value."""
+    env_secrets = secret_env_values(env)
+    for section, body in data.items():
+        if section == "description":
+            continue
+        if is_secret_name(section):
+            raise ProfileError(f"{where((section,))}: {section}: a secret never goes into a profile; {export_hint(section)}.")
+        for dotted, why in find_secrets(body, env_secrets, section, allow_passthrough=section != "env"):
+            path = tuple(re.sub(r"\[\d+\]", "", dotted).split("."))
+            raise ProfileError(f"{where(path)}: {dotted}: {why}.")
+
+
+def _check_leaves(data: dict, where) -> None:
+    """Numbers are finite; text is one line of printable characters."""
+    for path, value in _leaves(data):
+        if path[:1] == ("description",):
+            continue
+        dotted = ".".join(path)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ProfileError(f"{where(path)}: {dotted} = {value}: not a finite number; give a real number.")
+        if isinstance(value, str) and _CONTROL.search(value):
+            char = _CONTROL.search(value).group()
+            raise ProfileError(f"{where(path)}: {dotted} contains the control character {char!r}; values are one "
+                               "line of printable text.")
+
+
+def _check_required(data: dict, where) -> None:
+    """The keys everything downstream relies on are set (not missing, not null, not empty)."""
+    for dotted in REQUIRED:
+        path = tuple(dotted.split("."))
+        node: Any = data
+        for depth, part in enumerate(path, 1):
+            present = isinstance(node, dict) and part in node
+            node = node.get(part) if isinstance(node, dict) else None
+            if node is None or node == [] or node == {} and depth == len(path):
+                state = "is not set" if not present else "is null" if node is None else "is empty"
+                what = ".".join(path[:depth])
+                needs = "" if depth == len(path) else f" but {dotted} is needed"
+                raise ProfileError(f"{where(path[:depth])}: {what} {state}{needs}; every profile needs {dotted}: set it, "
+                                   "or start the profile with `extends: base` (or smoke, full) to inherit it.")
+
+
+def _has(data: dict, path: Path_) -> bool:
+    node: Any = data
+    for part in path:
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def load_profile(name: str, sets: Iterable[str] = (), env: Mapping[str, str] | None = None,
@@ -337,8 +652,11 @@ def load_profile(name: str, sets: Iterable[str] = (), env: Mapping[str, str] | N
     data = _load_chain(path, origin)
     data = apply_overrides(data, origin, env, sets)
     where = lambda p: Profile(name, path, data, origin).where(".".join(p))  # noqa: E731
+    _check_secrets(data, where, env)
+    _check_leaves(data, where)
     _validate(data, where)
-    _absolute_paths(data, cwd or Path.cwd())
+    _absolute_paths(data, cwd)
     data = resolve_refs(data, where)
     _validate_stages(data.get("stages") or {}, where)  # resolved references get their types checked
+    _check_required(data, where)
     return Profile(Path(name).stem if "/" in name else name, path, data, origin)

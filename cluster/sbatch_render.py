@@ -16,18 +16,17 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cluster.container import ContainerSpec, render_container, render_env_lines, srun_args, wrap_argv
+from cluster.container import ContainerSpec, render_env_lines
 from cluster.errors import ConfigError
 from cluster.fsutil import write_atomic, write_json_atomic
 from cluster.plan import PROJECT_ROOT, Plan, StagePlan
 from cluster.secrets import is_secret_name
 
 WARNING_SIGNAL = "USR1"  # sent to the batch shell only (B:), which traps it and requeues
-NOT_SBATCH = ("dependency",)  # names stages, not job ids: submit-chain.sh passes it on the command line
+NOT_SBATCH = ("dependency",)  # refers to other jobs' ids: submit-chain.sh passes it on the command line
 
 
 def render_sbatch_options(stage: StagePlan, chain_dir: str) -> list[str]:
@@ -37,7 +36,6 @@ def render_sbatch_options(stage: StagePlan, chain_dir: str) -> list[str]:
     if opts.get("requeue") or stage.max_restarts:
         opts["requeue"] = True
         opts["signal"] = f"B:{WARNING_SIGNAL}@{_grace_s(opts.get('signal'))}"
-    opts.setdefault("comment", f"holdem-chain={Path(chain_dir).name}")
     opts["open-mode"] = "append"
     opts["output"] = f"{chain_dir}/{stage.name}/slurm-%j.out"
     opts["error"] = f"{chain_dir}/{stage.name}/slurm-%j.out"
@@ -62,14 +60,8 @@ def _grace_s(signal: Any) -> int:
         raise ConfigError(f"sbatch --signal={text}: expected [B:]SIG@SECONDS, e.g. USR1@120.") from None
 
 
-def _step_argv(stage: StagePlan, container: ContainerSpec, spec_path: str | None) -> list[str]:
-    argv = list(stage.argv)
-    if spec_path is not None and "--spec" in argv:
-        argv[argv.index("--spec") + 1] = spec_path
-    if container.enabled and argv and argv[0] == sys.executable:
-        argv[0] = "python3"  # the submitting interpreter's path means nothing inside the image
-    srun = ["srun", *(["--ntasks-per-node=1"] if stage.name == "train" else []), *srun_args(container)]
-    return srun + wrap_argv(container, argv)
+def _step_argv(stage: StagePlan) -> list[str]:
+    return ["srun", *(["--ntasks-per-node=1"] if stage.name == "train" else []), *stage.srun, *stage.step]
 
 
 def _env_lines(stage: StagePlan, container: ContainerSpec) -> list[str]:
@@ -88,14 +80,13 @@ def _env_lines(stage: StagePlan, container: ContainerSpec) -> list[str]:
     return lines + render_env_lines(container)
 
 
-def render_sbatch_script(stage: StagePlan, chain_dir: str, container: ContainerSpec | None = None,
-                         spec_path: str | None = None) -> str:
+def render_sbatch_script(stage: StagePlan, plan: Plan) -> str:
     """The exact batch script of one stage. The step runs in the background and the shell
     `wait`s, so the warning signal's trap runs at once (LOCAL_SLURM.md); a requeueable stage's
     trap calls `scontrol requeue` until `max_restarts` runs have been used."""
-    container = container or ContainerSpec()
+    chain_dir, container = plan.chain_dir, plan.container_spec()
     log_root = f"{chain_dir}/{stage.name}"
-    step = _step_argv(stage, container, spec_path)
+    step = _step_argv(stage)
     requeue = bool(stage.slurm.get("requeue") or stage.max_restarts)
     lines = [
         "#!/bin/bash",
@@ -166,8 +157,8 @@ def render_submit_chain(plan: Plan, scripts: Mapping[str, Path]) -> str:
     for stage in plan.stages:
         if stage.name not in scripts:
             continue
-        deps = [f'"${{{d}_id}}"' for d in stage.depends_on if d in scripts]
-        dep_opt = f' --dependency=afterok:{":".join(deps)}' if deps else ""
+        dep = stage.slurm.get("dependency")
+        dep_opt = f' --dependency="{dep}" --kill-on-invalid-dep=yes' if dep else ""
         lines.append(f"{stage.name}_id=$(sbatch --parsable{dep_opt} {shlex.quote(str(scripts[stage.name]))})")
         lines.append(f'{stage.name}_id="${{{stage.name}_id%%;*}}"; submitted+=("${stage.name}_id")')
     summary = " ".join(f"{n}=${{{n}_id}}" for n in scripts)
@@ -175,10 +166,11 @@ def render_submit_chain(plan: Plan, scripts: Mapping[str, Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def emit_sbatch(plan: Plan, out_dir: str | Path, container: ContainerSpec | None = None) -> list[Path]:
-    """Write `<stage>.sbatch` for every stage that runs, the train stage's `launch.json` beside
-    them (the train script reads that copy), and `submit-chain.sh`. Creates each stage's log dir
-    so a script submitted by hand finds its `--output` directory. Returns the files written."""
+def emit_sbatch(plan: Plan, out_dir: str | Path) -> list[Path]:
+    """Write `<stage>.sbatch` for every stage that runs and `submit-chain.sh`, and the train stage's
+    `launch.json` where its step reads it (the chain's log dir, as a submission does). Creates each
+    stage's log dir so a script submitted by hand finds its `--output` directory. Returns the files
+    written."""
     out = Path(out_dir).resolve()
     scripts: dict[str, Path] = {}
     written: list[Path] = []
@@ -186,13 +178,12 @@ def emit_sbatch(plan: Plan, out_dir: str | Path, container: ContainerSpec | None
     for stage in plan.stages:
         if stage.skip:
             continue
-        spec_path = str(out / "launch.json") if stage.launch is not None else None
-        texts[stage.name] = render_sbatch_script(stage, plan.chain_dir, container, spec_path)  # all or nothing
+        texts[stage.name] = render_sbatch_script(stage, plan)  # all or nothing
     for stage in plan.stages:
         if stage.name not in texts:
             continue
         if stage.launch is not None:
-            written.append(write_json_atomic(out / "launch.json", stage.launch))
+            written.append(write_json_atomic(Path(plan.chain_dir, stage.name, "launch.json"), stage.launch.to_dict()))
         path = scripts[stage.name] = write_atomic(out / f"{stage.name}.sbatch", texts[stage.name])
         path.chmod(0o755)
         written.append(path)
@@ -256,11 +247,9 @@ def render_job_script(stage_name: str, profile_name: str, sets: Sequence[str],
         sys.stderr.write(f"holdem {stage_name}: {stage.reason}; nothing to run\n")
         return None
     run_dir = Path(plan.chain_dir, stage_name, job_id, f"restart-{restart}")
-    spec_path = None
     if stage.launch is not None:
-        spec_path = str(write_json_atomic(Path(plan.chain_dir, stage_name, "launch.json"), stage.launch))
-    stage = replace(stage, slurm={k: v for k, v in stage.slurm.items() if k != "dependency"})
-    text = render_sbatch_script(stage, plan.chain_dir, render_container(profile.section("container")), spec_path)
+        write_json_atomic(Path(plan.chain_dir, stage_name, "launch.json"), stage.launch.to_dict())
+    text = render_sbatch_script(stage, plan)
     return write_atomic(run_dir / "job.sh", text)
 
 
@@ -274,7 +263,7 @@ def render_local_spec(profile_name: str, sets: Sequence[str], nodes: int, env: M
     profile = scale_topology(load_profile(profile_name, sets=sets, env=env), nodes, None, env)
     run_checks(profile)
     plan = build_plan(profile, ("train",), chain_id=new_chain_id(profile.name) + "-local", strict_paths=True)
-    return write_json_atomic(Path(plan.chain_dir, "train", "launch.json"), plan.stage("train").launch)
+    return write_json_atomic(Path(plan.chain_dir, "train", "launch.json"), plan.stage("train").launch.to_dict())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

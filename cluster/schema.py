@@ -5,6 +5,8 @@ Keys with dashes inside the slime-facing sections are slime flags, typed by the 
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,7 @@ TOP_LEVEL = ("extends", "description")
 OPEN_MAPS = {("env",), ("slurm", "extra"), ("ray", "health_check"), ("container", "env")}
 
 # Our own keys: dotted path -> type. Types: int+ (>0), int0 (>=0), bool, str, str?, list, map,
-# auto-bool ("auto"|true|false), runtime.
+# auto-bool ("auto"|true|false), runtime, ray-auth ("token"|"disabled"), duration (a Slurm time limit).
 OUR_KEYS: dict[str, str] = {
     "eval.enabled": "bool",
     "paths.root": "str",
@@ -35,7 +37,7 @@ OUR_KEYS: dict[str, str] = {
     "slurm.partition": "str?",
     "slurm.account": "str?",
     "slurm.qos": "str?",
-    "slurm.time": "str",
+    "slurm.time": "duration",
     "slurm.constraint": "str?",
     "slurm.exclusive": "bool",
     "slurm.cpus_per_task": "int+?",
@@ -53,6 +55,7 @@ OUR_KEYS: dict[str, str] = {
     "ray.stop_grace_s": "int+",
     "ray.heartbeat_timeout_s": "int+",
     "ray.head_lost_s": "int+",
+    "ray.auth": "ray-auth",
     "container.runtime": "runtime",
     "container.image": "str?",
     "container.mounts": "list",
@@ -63,8 +66,22 @@ STAGE_NAMES = ("data", "model", "convert", "train")
 STAGE_KEYS = {"command": "list", "slurm": "map", "source": "str", "split": "str", "repo": "str",
               "entrypoint": "list", "working_dir": "str?", "preflight": "bool"}
 STAGE_SLURM_KEYS = {"nodes": "int+", "gpus_per_node": "int0", "tasks_per_node": "int+",
-                    "cpus_per_task": "int+?", "mem": "str?", "time": "str", "exclusive": "bool",
+                    "cpus_per_task": "int+?", "mem": "str?", "time": "duration", "exclusive": "bool",
                     "partition": "str?", "constraint": "str?"}
+
+# Keys every profile must set (after extends, --set and references): what the checks, the plan
+# and the launch spec read without a default.
+REQUIRED = (
+    "slurm.nodes", "slurm.gpus_per_node", "slurm.time", "slurm.signal_grace_s",
+    "topology.actor-num-nodes", "topology.actor-num-gpus-per-node", "topology.num-gpus-per-node",
+    "paths.log_dir", "stages.data.command", "stages.model.command", "stages.convert.command",
+    "stages.train.entrypoint",
+)
+
+# A Slurm time limit: minutes, M:S, H:M:S, D-H, D-H:M or D-H:M:S (what sbatch --time takes and
+# cluster.slurm.parse_time_minutes reads).
+DURATION = re.compile(r"\d{1,7}(?::\d{1,2}){0,2}|\d{1,5}-\d{1,2}(?::\d{1,2}){0,2}")
+MAX_INT = 2**63 - 1
 
 # slime integers that must be positive (a zero or negative one is a typo, never a setting).
 POSITIVE_FLAGS = {
@@ -88,31 +105,37 @@ class BadValue(Exception):
 def _as_int(value: Any) -> int:
     if isinstance(value, bool):
         raise BadValue("expected an integer, got a boolean")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
+    number: Any = value
     if isinstance(value, str):
         try:
             number = float(value)
         except ValueError:
             raise BadValue("expected an integer") from None
-        if number.is_integer():
-            return int(number)
-    raise BadValue("expected an integer")
+    if isinstance(number, float):
+        if not math.isfinite(number) or not number.is_integer():
+            raise BadValue("expected an integer")
+        number = int(number)
+    if not isinstance(number, int):
+        raise BadValue("expected an integer")
+    if abs(number) > MAX_INT:
+        raise BadValue("out of range")
+    return number
 
 
 def _as_float(value: Any) -> float | int:
     if isinstance(value, bool):
         raise BadValue("expected a number, got a boolean")
-    if isinstance(value, (int, float)):
-        return value
+    number: Any = value
     if isinstance(value, str):
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
-            pass
-    raise BadValue("expected a number")
+            raise BadValue("expected a number") from None
+    if not isinstance(number, (int, float)):
+        raise BadValue("expected a number")
+    if isinstance(number, float) and not math.isfinite(number):
+        raise BadValue("not a finite number; give a real number")
+    return number
 
 
 def _scalar(value: Any, type_: str) -> Any:
@@ -172,6 +195,12 @@ def coerce_ours(type_: str, value: Any) -> Any:
         if value != "auto" and not isinstance(value, bool):
             raise BadValue("expected auto, true or false")
         return value
+    if base == "ray-auth":
+        if value not in ("token", "disabled"):
+            raise BadValue("must be token (a fresh random token per job, the default) or disabled")
+        return value
+    if base == "duration":
+        return _duration(value)
     if base == "runtime":
         if value not in ("none", "pyxis", "apptainer"):
             raise BadValue("must be one of none, pyxis, apptainer")
@@ -185,3 +214,16 @@ def coerce_ours(type_: str, value: Any) -> Any:
             raise BadValue("expected a mapping")
         return value
     return _scalar(value, "str")
+
+
+def _duration(value: Any) -> str:
+    """A Slurm time limit as sbatch takes it; an integer is minutes."""
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise BadValue("expected a Slurm time limit such as \"24:00:00\" (H:M:S) or \"1-00:00:00\" (D-H:M:S)")
+    text = str(int(value)) if isinstance(value, (int, float)) else str(value).strip()
+    if not DURATION.fullmatch(text):
+        raise BadValue("expected a Slurm time limit such as \"24:00:00\" (H:M:S), \"1-00:00:00\" (D-H:M:S) or minutes; "
+                       "quote it in YAML")
+    if not any(ch in "123456789" for ch in text):
+        raise BadValue("a time limit of zero; give the job some time")
+    return text

@@ -1,7 +1,8 @@
 """The one module that talks to Slurm: submit a plan through submitit, query and cancel jobs.
 
 All Slurm commands go through `run_slurm` (one seam); submission goes through submitit's
-SlurmExecutor with parameters rendered from the plan's sbatch options.
+SlurmExecutor with parameters rendered from the plan's sbatch options. Job states: one table mapping
+Slurm's states to ours and parsers for `sacct`/`squeue` output (pure, tested on captured output).
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from cluster.chain import redact, write_chain
 from cluster.errors import SlurmError
 from cluster.fsutil import write_json_atomic
-from cluster.plan import Plan, StagePlan
+from cluster.plan import Plan, StagePlan, resolve_job_refs
 
 NO_SLURM = ("Slurm not found: sbatch is not on PATH. Run this on a login node of your cluster, or start "
             "a local one with `sudo scripts/local-slurm.sh up`; --dry-run works without Slurm.")
@@ -88,42 +90,31 @@ def render_executor_params(sbatch: dict[str, Any]) -> dict[str, Any]:
     return params
 
 
-def _stage_function(stage: StagePlan, container):
-    from cluster.container import wrap_argv
-    from cluster.stage_job import StageCommand, TrainCommand
-    argv = list(stage.argv)
-    if container.enabled and argv and argv[0] == sys.executable:
-        argv[0] = "python3"  # the submitting interpreter's path means nothing inside the image
-    argv = tuple(wrap_argv(container, argv))
+def _stage_function(stage: StagePlan):
+    from cluster.launcher.stage import StageCommand, TrainCommand
     if stage.max_restarts > 0:
-        return TrainCommand(stage.name, argv, dict(stage.env), max_restarts=stage.max_restarts)
-    return StageCommand(stage.name, argv, dict(stage.env))
+        return TrainCommand(stage.name, stage.step, dict(stage.env), max_restarts=stage.max_restarts)
+    return StageCommand(stage.name, stage.step, dict(stage.env))
 
 
-def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str], container=None) -> str:
-    """Submit one stage with its dependencies resolved to job ids; returns the job id."""
+def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str]) -> str:
+    """Submit one stage as the plan renders it, its `${stage_id}` dependency references filled in
+    with the job ids of the stages already submitted; returns the job id."""
     import submitit
 
     sbatch = dict(stage.slurm)
-    running_deps = [job_ids[d] for d in stage.depends_on if d in job_ids]
-    if running_deps:
-        sbatch["dependency"] = "afterok:" + ":".join(running_deps)
-    else:
-        sbatch.pop("dependency", None)
-        sbatch.pop("kill-on-invalid-dep", None)
-    sbatch.setdefault("comment", f"holdem-chain={chain_dir.name}")
+    if "dependency" in sbatch:
+        sbatch["dependency"] = resolve_job_refs(sbatch["dependency"], job_ids)
     # submitit counts time-outs against max_num_timeout (preemptions do not count, as in
     # submitit); TrainCommand.checkpoint caps all restarts at slurm.max_restarts.
     executor = submitit.SlurmExecutor(folder=chain_dir / stage.name / "%j", max_num_timeout=stage.max_restarts)
-    from cluster.container import ContainerSpec, srun_args
-    container = container or ContainerSpec()
     params = render_executor_params(sbatch)
-    if srun_args(container):
-        params["srun_args"] = srun_args(container)
+    if stage.srun:
+        params["srun_args"] = list(stage.srun)
     executor.update_parameters(**params)
     with _captured_stderr() as captured:
         try:
-            job = executor.submit(_stage_function(stage, container))
+            job = executor.submit(_stage_function(stage))
         except Exception as exc:  # submitit wraps sbatch's failure in several exception types
             message = captured.read_text() if captured.exists() else ""
             raise SlurmError(f"sbatch rejected stage {stage.name}: {one_line(message or _sbatch_message(exc))}") from None
@@ -167,7 +158,7 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None) -> dict[
     chain_dir.mkdir(parents=True, exist_ok=True)
     train = next((s for s in plan.stages if s.name == "train" and not s.skip), None)
     if train is not None and train.launch is not None:
-        write_json_atomic(chain_dir / "train" / "launch.json", train.launch)
+        write_json_atomic(chain_dir / "train" / "launch.json", train.launch.to_dict())
     for stage in plan.stages:  # stages write into these; tools like holdem.data refuse a missing dir
         if not stage.skip and stage.output:
             Path(stage.output).parent.mkdir(parents=True, exist_ok=True)
@@ -176,7 +167,7 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None) -> dict[
     try:
         for stage in plan.stages:
             if not stage.skip:
-                job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids, plan.container_spec())
+                job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids)
     except SlurmError as exc:
         cancel_jobs(list(job_ids.values()))
         done = ", ".join(f"{n} ({j})" for n, j in job_ids.items())
@@ -210,3 +201,87 @@ def render_summary(plan: Plan, job_ids: dict[str, str]) -> str:
     lines.append(f"status:  python -m cluster.status {plan.chain_id}")
     return "\n".join(lines)
 
+
+# --- job states ---------------------------------------------------------------------------------
+
+# Slurm state -> our state. Anything not here is shown as Slurm names it.
+STATE_TABLE = {
+    "PENDING": "PENDING", "CONFIGURING": "PENDING", "REQUEUED": "PENDING", "REQUEUE_HOLD": "PENDING",
+    "REQUEUE_FED": "PENDING", "RESV_DEL_HOLD": "PENDING", "SPECIAL_EXIT": "PENDING",
+    "RUNNING": "RUNNING", "COMPLETING": "RUNNING", "RESIZING": "RUNNING", "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+    "SUSPENDED": "SUSPENDED", "STOPPED": "SUSPENDED",
+    "COMPLETED": "COMPLETED",
+    "FAILED": "FAILED", "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "OUT_OF_MEMORY": "FAILED",
+    "DEADLINE": "FAILED", "REVOKED": "FAILED",
+    "TIMEOUT": "TIMEOUT",
+    "PREEMPTED": "PREEMPTED",
+    "CANCELLED": "CANCELLED",
+}
+FINAL = {"COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "PREEMPTED"}
+SACCT_FIELDS = "JobIDRaw,State,NodeList,Elapsed,ExitCode,Reason"
+
+
+@dataclass(frozen=True)
+class JobInfo:
+    job_id: str
+    state: str  # ours, from STATE_TABLE
+    slurm_state: str
+    nodes: str
+    elapsed: str
+    exit_code: str
+    restarts: int
+    reason: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
+
+
+def map_state(slurm_state: str) -> str:
+    """`CANCELLED by 0` -> CANCELLED; unknown states pass through."""
+    word = slurm_state.split()[0].rstrip("+") if slurm_state.strip() else "UNKNOWN"
+    return STATE_TABLE.get(word, word)
+
+
+def parse_sacct(text: str) -> dict[str, JobInfo]:
+    """`sacct -D -X -P -n -o JobIDRaw,State,NodeList,Elapsed,ExitCode,Reason`: with -D every
+    run of a requeued job is a row; the last row is the current run, the count the restarts."""
+    rows: dict[str, list[list[str]]] = {}
+    for line in text.splitlines():
+        cols = line.split("|")
+        if len(cols) < 5 or not cols[0].strip():
+            continue
+        rows.setdefault(cols[0].strip(), []).append(cols)
+    out = {}
+    for job_id, runs in rows.items():
+        cols = runs[-1] + [""] * 6
+        out[job_id] = JobInfo(job_id, map_state(cols[1]), cols[1].strip(), cols[2].strip(), cols[3].strip(),
+                              cols[4].strip(), len(runs) - 1, cols[5].strip())
+    return out
+
+
+def parse_squeue(text: str) -> dict[str, JobInfo]:
+    """`squeue -h -o %i|%T|%N|%M|%r` (only jobs the controller still holds)."""
+    out = {}
+    for line in text.splitlines():
+        cols = line.split("|") + [""] * 5
+        if cols[0].strip():
+            out[cols[0].strip()] = JobInfo(cols[0].strip(), map_state(cols[1]), cols[1].strip(), cols[2].strip(),
+                                           cols[3].strip(), "", 0, cols[4].strip())
+    return out
+
+
+def query_jobs(job_ids: Iterable[str]) -> dict[str, JobInfo]:
+    """States of these jobs: sacct (history, restarts), then squeue for what sacct lacks yet."""
+
+    ids = [j for j in job_ids if j]
+    if not ids:
+        return {}
+    proc = run_slurm(["sacct", "-D", "-X", "-P", "-n", "-o", SACCT_FIELDS, "-j", ",".join(ids)], check=False)
+    jobs = parse_sacct(proc.stdout) if proc.returncode == 0 else {}
+    missing = [j for j in ids if j not in jobs]
+    if missing:
+        proc = run_slurm(["squeue", "-h", "-o", "%i|%T|%N|%M|%r", "-j", ",".join(missing)], check=False)
+        jobs.update(parse_squeue(proc.stdout) if proc.returncode == 0 else {})
+    return jobs

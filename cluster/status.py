@@ -3,13 +3,14 @@ user's recent chains."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from cluster.chain import find_chain, list_chains, read_chain
 from cluster.cli import ArgumentParser, run_cli
-from cluster.jobstate import JobInfo, query_jobs
+from cluster.slurm import JobInfo, query_jobs
 
 COLUMNS = ("stage", "job_id", "state", "nodes", "elapsed", "restarts", "exit_code", "log_dir")
 
@@ -36,17 +37,39 @@ def stage_rows(record: dict[str, Any], jobs: dict[str, JobInfo]) -> list[dict[st
     return rows
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
 def read_runs(log_dir: str | None) -> list[dict[str, Any]]:
-    """What each run of a (requeued) train job resumed from, as its launcher recorded it."""
+    """Each run of a (requeued) train job as its launcher recorded it: what it resumed from, how it
+    ended (node 0's done marker, colour codes stripped) and where Ray's own log tails were kept."""
     runs = []
-    for path in sorted(Path(log_dir).glob("restart-*/resume.json")) if log_dir else []:
-        try:
-            info = json.loads(path.read_text())
-        except (OSError, ValueError):
+    for run_dir in sorted(Path(log_dir).glob("restart-*")) if log_dir else []:
+        if not run_dir.name.removeprefix("restart-").isdigit():
             continue
-        runs.append({"restart": info.get("restart"), "source": info.get("source"),
-                     "checkpoint": info.get("checkpoint"), "reason": info.get("reason")})
-    return sorted(runs, key=lambda r: r["restart"] or 0)
+        info, done = _read(run_dir / "resume.json"), _read(run_dir / "rendezvous" / "done.json")
+        if info is None and done is None:
+            continue
+        run: dict[str, Any] = {"restart": int(run_dir.name.removeprefix("restart-"))}
+        if info is not None:
+            run.update({"source": info.get("source"), "checkpoint": info.get("checkpoint"),
+                        "reason": info.get("reason")})
+        if done is not None:
+            message = _ANSI.sub("", str(done.get("message") or ""))
+            run.update({"final": done.get("state") or ("succeeded" if done.get("exit_code") == 0 else "failed"),
+                        "exit_code": done.get("exit_code"), "message": (message.splitlines() or [""])[0]})
+        if (run_dir / "ray-logs").is_dir():
+            run["ray_logs"] = str(run_dir / "ray-logs")
+        runs.append(run)
+    return sorted(runs, key=lambda r: r["restart"])
 
 
 def chain_state(rows: list[dict[str, Any]]) -> str:
@@ -71,8 +94,13 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     out += [f"  {r['stage']}: {r['reason']}" for r in rows if r["reason"] and r["state"] != "COMPLETED"]
     for r in rows:
         for run in r.get("runs", []):
-            what = Path(run["checkpoint"]).name if run["source"] != "ref_load" and run["checkpoint"] else "fresh (ref-load)"
-            out.append(f"  {r['stage']} run {run['restart']}: resumed from {what} [{run['source']}]")
+            if "source" in run:
+                what = Path(run["checkpoint"]).name if run["source"] != "ref_load" and run["checkpoint"] else "fresh (ref-load)"
+                out.append(f"  {r['stage']} run {run['restart']}: resumed from {what} [{run['source']}]")
+            if run.get("final") and run["final"] != "succeeded":
+                out.append(f"  {r['stage']} run {run['restart']}: {run['final']}: {run['message']}")
+            if run.get("ray_logs"):
+                out.append(f"  {r['stage']} run {run['restart']}: Ray's own log tails (raylet, GCS, workers): {run['ray_logs']}")
     return "\n".join(line.rstrip() for line in out)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from typing import Sequence
 
@@ -50,7 +51,9 @@ def build_parser() -> ArgumentParser:
                         help="override a profile value: a dotted path (slurm.partition=gpu) or a slime flag name "
                              "(rollout-batch-size=8); VALUE is YAML (8, true, [a, b]). Repeatable.")
     parser.add_argument("--stages", help="comma-separated subset of data,model,convert,train (default: all)")
-    parser.add_argument("--dry-run", action="store_true", help="check everything and print the plan; submit nothing")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check everything and print the request per stage (sbatch options, with dependencies as "
+                             "${stage_id} references to the earlier stages' job ids, and the step srun runs); submit nothing")
     parser.add_argument("--json", action="store_true", help="print the plan (or the submitted chain) as one JSON object")
     parser.add_argument("--emit-sbatch", metavar="DIR",
                         help="write the exact sbatch scripts the chain would use (one per stage, launch.json, "
@@ -78,7 +81,7 @@ def render_plan_text(plan: Plan) -> str:
         opts = " ".join(f"--{k}" if v is True else f"--{k}={v}" for k, v in stage.slurm.items())
         lines.append(f"    sbatch {opts}")
         env = "".join(f"{k}={v} " for k, v in stage.env.items())
-        lines.append(f"    run    {env}{' '.join(stage.argv)}")
+        lines.append(f"    srun   {' '.join([*stage.srun, env + shlex.join(stage.step)])}")
         if stage.slime_args is not None:
             lines.append("    slime  train.py " + " ".join(stage.slime_args))
     if plan.container.get("runtime", "none") != "none":
@@ -92,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     profile, plan = make_plan(args, strict_paths=not (args.dry_run or args.emit_sbatch))
     if args.emit_sbatch:
         from cluster.sbatch_render import emit_sbatch
-        written = emit_sbatch(plan, args.emit_sbatch, plan.container_spec())
+        written = emit_sbatch(plan, args.emit_sbatch)
         print("\n".join(str(p) for p in written) if written else "every stage is complete: nothing to write")
         return 0
     if args.dry_run:

@@ -1,1 +1,3 @@
-"""holdem: the slime plug-ins (tool-calling rollout, layered reward, metrics) and PokerBench data."""
+"""holdem: the poker domain (`pokerbench`, `table`, `tools`, `equity`, `chat`, `rowgen`), the slime
+plug-ins (`generate_with_holdem`: tool-calling rollout, layered reward, metrics), the PokerBench
+data stage (`holdem.data`) and offline evaluation (`holdem.eval`)."""

@@ -1,4 +1,5 @@
-"""PokerBench rows as game states: `parse_instruction`, `parse_label` and their inverses.
+"""PokerBench rows as game states: `parse_instruction`, the label grammar (`LABEL_RE`,
+`parse_label`, `match_label`) and their inverses (`render_instruction`, `render_label`).
 
 Pure and stdlib only. The template is described in ../shared/POKERBENCH.md; rendering a parsed
 real row gives back the identical text (tests/unit/holdem/test_pokerbench.py checks it).
@@ -49,7 +50,10 @@ _TURN_RE = re.compile(rf"The turn comes ({_CARD}), then (.*?)\.\n")
 _RIVER_RE = re.compile(rf"The river comes ({_CARD}), then (.*?)\.\n")
 _POT_RE = re.compile(rf"\nNow it is your turn to make a move\.\nTo remind you, the current pot size is ({_NUM}) chips, and your holding is \[({_CARD}) and ({_CARD})\]\.")
 _ENTRY_RE = re.compile(rf"({_POS}) (fold|check|call|all in|(?:bet|raise) ({_NUM})(?: chips)?)")
-_LABEL_RE = re.compile(rf"(fold|check|call|all in|allin|(bet|raise) ({_NUM}))")
+# PokerBench's label grammar (POKERBENCH.md), `all in` included (it occurs in train rows). The one
+# definition: the data stage validates labels with it, the reward and evaluation parse with it.
+LABEL_RE = re.compile(rf"(fold|check|call|all in|(bet|raise) ({_NUM}))")
+LABEL_GRAMMAR = "fold|call|check|all in|bet N|raise N"
 
 
 @dataclass(frozen=True)
@@ -170,21 +174,32 @@ def _parse_entry(part: str) -> PlayerAction | None:
 
 
 def _action_from(verb: str, amount: str | None) -> Action:
-    if verb in ("all in", "allin"):
+    if verb == "all in":
         return Action("allin")
     if amount is not None:
         return Action(verb.split(" ", 1)[0], float(amount))
     return Action(verb)
 
 
+def match_label(text: str) -> Action | None:
+    """The Action of `text` written exactly in the label grammar, else None. No normalisation:
+    each caller decides what it forgives (case, spaces, spellings) before calling."""
+    m = LABEL_RE.fullmatch(text)
+    if m is None:
+        return None
+    return _action_from(m.group(1) if m.group(2) is None else m.group(2), m.group(3))
+
+
 def parse_label(text: str) -> Action:
-    """Parse a PokerBench label (`fold`, `check`, `call`, `bet N`, `raise N`, `all in`)."""
+    """Parse a PokerBench label (`fold`, `check`, `call`, `bet N`, `raise N`, `all in`), forgiving
+    case, surrounding spaces and the tool spelling `allin`."""
     if not isinstance(text, str):
         raise ValueError(f"label: expected a string, got {type(text).__name__}")
-    m = _LABEL_RE.fullmatch(text.strip().lower())
-    if m is None:
-        raise ValueError(f"label: could not parse {text!r} (expected fold|check|call|all in|bet N|raise N)")
-    return _action_from(m.group(1) if m.group(2) is None else m.group(2), m.group(3))
+    norm = text.strip().lower()
+    action = match_label("all in" if norm == "allin" else norm)
+    if action is None:
+        raise ValueError(f"label: could not parse {text!r} (expected {LABEL_GRAMMAR})")
+    return action
 
 
 # ---- rendering (the inverse; used by holdem.rowgen) ----

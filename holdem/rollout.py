@@ -7,6 +7,12 @@ then loops: POST the token ids to the router's /generate, append the sampled tok
 slime's Sample and with any object that has its fields (statuses come from the sample's own
 class, so slime is never imported here).
 
+Model output never makes it raise: whatever the model writes (unclosed tags, spam, absurd
+JSON), the episode ends with a status and `end` reason, in time linear in what was written
+(holdem/toolcall.py), with tokens, loss_mask and rollout_log_probs of agreeing lengths.
+Only a server outside the /generate protocol or an inconsistent partial sample handed in by
+the caller is a RolloutError.
+
 Configuration (args attribute, else environment variable, else default):
   holdem_enable_thinking / HOLDEM_ENABLE_THINKING  Qwen3 thinking on or off (default off)
   holdem_max_turns       / HOLDEM_MAX_TURNS        assistant turns per episode (default 6)
@@ -24,14 +30,22 @@ import aiohttp
 
 from holdem.chat import ASSISTANT_HEADER, ChatFormat, chat_format, load_tokenizer
 from holdem.toolcall import parse_tool_calls
-from holdem.tools import SLOW_TOOLS, ToolContext, execute_tool, make_context
+from holdem.tools import SLOW_TOOLS, TOOL_NAMES, ToolContext, execute_tool, make_context
 
 HTTP_ATTEMPTS = 5
 HTTP_TIMEOUT_S = 600.0  # one turn of a long generation on a busy engine
+UNKNOWN_TOOL = "unknown"  # metadata key counting calls of tools that do not exist (model-chosen
+# names never become keys: they end up as metric names)
+_MAX_TOKEN_ID = 2**32  # token ids the tokenizer backend accepts
 
 
 class RolloutError(RuntimeError):
-    """The generation server failed or answered outside the /generate protocol."""
+    """The generation server failed or answered outside the /generate protocol; `status` is the
+    HTTP status of the reply that failed, when there was one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -90,8 +104,12 @@ async def generate(args: Any, sample: Any, sampling_params: dict, evaluation: bo
 
 def _instruction(prompt: Any) -> str:
     if isinstance(prompt, list):  # chat-message prompts: the instruction is the user turn
-        return next(m.get("content", "") for m in reversed(prompt) if m.get("role") == "user")
-    return str(prompt)
+        for message in reversed(prompt):
+            if isinstance(message, dict) and message.get("role") == "user":
+                content = message.get("content")
+                return content if isinstance(content, str) else ""
+        return ""
+    return prompt if isinstance(prompt, str) else ("" if prompt is None else str(prompt))
 
 
 def _start(sample: Any, chat: ChatFormat, instruction: str, budget: int) -> _Episode:
@@ -99,6 +117,10 @@ def _start(sample: Any, chat: ChatFormat, instruction: str, budget: int) -> _Epi
     if not sample.tokens:
         sample.tokens = chat.prompt_ids(instruction)
         sample.response, sample.response_length = "", 0
+    if sample.response_length is None:
+        sample.response_length = 0
+    if sample.response is None:
+        sample.response = ""
     length = sample.response_length
     if sample.loss_mask is None:
         sample.loss_mask = [1] * length
@@ -110,11 +132,12 @@ def _start(sample: Any, chat: ChatFormat, instruction: str, budget: int) -> _Epi
             f"loss_mask {len(sample.loss_mask)}, rollout_log_probs {len(sample.rollout_log_probs)}, "
             f"tokens {len(sample.tokens)}"
         )
-    response = sample.response or ""
+    response = sample.response
     header = response.rfind(ASSISTANT_HEADER)
     turn_text = response if header < 0 else response[header:]
-    old = sample.metadata.get("holdem", {}) if isinstance(sample.metadata, dict) else {}
-    counts = dict(old.get("tools", {}))
+    old = sample.metadata.get("holdem") if isinstance(sample.metadata, dict) else None
+    old_counts = old.get("tools") if isinstance(old, dict) else None
+    counts = dict(old_counts) if isinstance(old_counts, dict) else {}
     return _Episode(sample, chat, make_context(instruction), budget, 1 + response.count(ASSISTANT_HEADER), turn_text, counts)
 
 
@@ -133,6 +156,8 @@ async def _play(ep: _Episode, url: str, sampling_params: dict, config: RolloutCo
                 return "budget"
             reply = await _post(url, _payload(sample.tokens, sampling_params, remaining, chat))
             ids, logprobs, finish = _read_reply(reply)
+            if len(ids) > remaining:  # never past the budget, whatever the server sent
+                ids, logprobs, finish = ids[:remaining], logprobs[:remaining], "length"
             text = chat.decode(ids)
             _append(sample, ids, logprobs, 1, text)
             ep.turn_text += text
@@ -171,14 +196,15 @@ async def _run_tools(ep: _Episode) -> tuple[list[str], bool]:
     parsed = parse_tool_calls(ep.turn_text)
     results = list(_error_json(message) for message in parsed.errors)
     for call in parsed.calls:
-        ep.tool_counts[call.name] = ep.tool_counts.get(call.name, 0) + 1
+        key = call.name if call.name in TOOL_NAMES else UNKNOWN_TOOL
+        ep.tool_counts[key] = ep.tool_counts.get(key, 0) + 1
         if call.name in SLOW_TOOLS:
             result = await asyncio.to_thread(execute_tool, call, ep.ctx)  # keep the event loop free
         else:
             result = execute_tool(call, ep.ctx)
         if result.ends_episode:
             return results, True
-        results.append(result.text)
+        results.append(_encodable(result.text))
     return results, False
 
 
@@ -186,9 +212,25 @@ def _error_json(message: str) -> str:
     return json.dumps({"error": message})
 
 
+def _encodable(text: str) -> str:
+    """`text` as the tokenizer accepts it: a lone surrogate (from a JSON escape such as
+    "\\ud800" in the model's call, echoed back) becomes its escape."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def _append(sample: Any, ids: list[int], logprobs: list[float], mask: int, text: str) -> None:
     if not isinstance(sample.tokens, list):
         sample.tokens = list(sample.tokens)
+    if not isinstance(sample.loss_mask, list):
+        sample.loss_mask = list(sample.loss_mask)
+    if not isinstance(sample.rollout_log_probs, list):
+        sample.rollout_log_probs = list(sample.rollout_log_probs)
     sample.tokens.extend(ids)
     sample.loss_mask.extend([mask] * len(ids))
     sample.rollout_log_probs.extend(logprobs)
@@ -211,7 +253,9 @@ def _read_reply(reply: Any) -> tuple[list[int], list[float], str]:
         ids = [int(pair[1]) for pair in pairs]
         logprobs = [float(pair[0]) for pair in pairs]
         finish = meta["finish_reason"]["type"] if meta.get("finish_reason") else "stop"
-    except (KeyError, TypeError, IndexError, ValueError) as exc:
+        if ids and not (0 <= min(ids) and max(ids) < _MAX_TOKEN_ID):
+            raise ValueError(f"token id out of range: {min(ids)} .. {max(ids)}")
+    except (KeyError, TypeError, IndexError, ValueError, AttributeError, OverflowError) as exc:
         raise RolloutError(f"/generate reply is not in the SGLang format ({exc!r}): {str(reply)[:200]}") from None
     return ids, logprobs, finish
 
@@ -248,7 +292,7 @@ async def _post(url: str, payload: dict) -> dict:
                     raise aiohttp.ClientResponseError(response.request_info, (), status=response.status)
                 if response.status != 200:
                     body = await response.text()
-                    raise RolloutError(f"POST {url}: HTTP {response.status}: {body[:200]}")
+                    raise RolloutError(f"POST {url}: HTTP {response.status}: {body[:200]}", status=response.status)
                 return await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             last = exc

@@ -1,4 +1,6 @@
-"""Table arithmetic for a PokerBench spot: stacks, the amount to call and the legal actions.
+"""The poker domain's action type (`Action`, used by the reward, the tools, the data stage and
+evaluation alike) and the table arithmetic of a PokerBench spot: stacks, the amount to call and
+the legal actions.
 
 Pure and stdlib only. Everyone starts with 100 chips, blinds are 0.5/1, amounts are chips
 (= big blinds) and bet/raise amounts are raise-to totals for the current street, as in
@@ -15,7 +17,6 @@ BIG_BLIND = 1.0
 PREFLOP_ORDER = ("UTG", "HJ", "CO", "BTN", "SB", "BB")
 POSTFLOP_ORDER = ("SB", "BB", "UTG", "HJ", "CO", "BTN")
 STREETS = ("preflop", "flop", "turn", "river")
-ACTION_KINDS = ("fold", "check", "call", "bet", "raise", "allin")
 # Amounts within this many chips of an all-in count as the all-in: PokerBench truncates
 # fractional all-ins (`raise 74` for an all-in of 74.7).
 ALLIN_TOLERANCE = 1.0

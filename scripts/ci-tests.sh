@@ -6,10 +6,17 @@
 # Installs the project with its test extras, brings up the local Slurm cluster (3 nodes) with
 # scripts/local-slurm.sh, runs `python -m pytest -q [ARGS]`, and tears the cluster down on exit
 # (also on failure) if this run started it. Exit code: pytest's; "no tests collected" (5) counts
-# as a failure; 3 if the cluster could not be started. PYTHON overrides the interpreter.
+# as a failure; 3 if the cluster could not be started; 2 when not run as root (the local Slurm
+# needs it). PYTHON overrides the interpreter.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
+if [[ $(id -u) -ne 0 ]]; then
+  how="bash $0${*:+ $*} from a root shell (this machine has no sudo)"
+  command -v sudo >/dev/null 2>&1 && how="sudo bash $0${*:+ $*} (or the same from a root shell)"
+  echo "error: ci-tests.sh needs root (scripts/local-slurm.sh starts Slurm in network namespaces); you are $(id -un). Run: $how" >&2
+  exit 2
+fi
 PYTHON=${PYTHON:-python}
 NODES=3
 

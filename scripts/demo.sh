@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh — the newcomer's first run: the whole chain on a local 2-node Slurm, on CPU, in one command.
 #
-# Usage (as root, on a Debian/Ubuntu machine; no GPU needed):
-#   scripts/demo.sh
+# Usage (as root, on a Debian/Ubuntu machine; no GPU needed; no sudo needed in a root shell):
+#   bash scripts/demo.sh          (from a user account: sudo bash scripts/demo.sh)
 #
 # It installs the project (python3 -m pip install -e '.[all]'; into ./.venv when the system Python
 # is externally managed), brings up the local Slurm (scripts/local-slurm.sh up 2, unless a cluster
@@ -48,7 +48,11 @@ cancel_chain() { # on Ctrl-C or the deadline: cancel this chain's own jobs, by i
 trap 'cancel_chain; exit 130' INT TERM
 
 [[ $# -eq 0 ]] || die 2 "demo.sh takes no arguments (got: $*). Configure it with DEMO_* variables; see the top of $0."
-[[ $(id -u) -eq 0 ]] || die 2 "demo.sh needs root (it installs Slurm and creates network namespaces). Run: sudo $0"
+if [[ $(id -u) -ne 0 ]]; then
+  how="bash $0 from a root shell (this machine has no sudo)"
+  command -v sudo >/dev/null 2>&1 && how="sudo bash $0 (or the same from a root shell)"
+  die 2 "demo.sh needs root (it installs Slurm and creates network namespaces); you are $(id -un). Run: $how"
+fi
 [[ $TIMEOUT_S =~ ^[0-9]+$ ]] || die 2 "DEMO_TIMEOUT_S=$TIMEOUT_S is not a number of seconds."
 DEADLINE=$((SECONDS + TIMEOUT_S))
 cd "$ROOT"
@@ -122,7 +126,7 @@ echo
 train_job=$(chain_py "print(next((s.get('job_id') or '') for s in chain['stages'] if s['name'] == 'train'))")
 if [[ -f $save/report.json ]]; then
   say "rollout report: $save/report.json"
-  "$PY" -m tests.standins.demo_report "$save/report.json" --job "$train_job" || true
+  "$PY" -m demo.report "$save/report.json" --job "$train_job" || true
 fi
 say "chain $(basename "$CHAIN_DIR"): $state in $((SECONDS - t0)) s (logs: $CHAIN_DIR)"
 [[ $state == COMPLETED* ]] || die 1 "the demo chain did not complete: $state. Read the logs: $PY -m cluster.logs $CHAIN_DIR"

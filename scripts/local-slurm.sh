@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # local-slurm.sh — a real multi-node Slurm on one machine (development, CI, first run).
 #
-# Usage (as root, Debian/Ubuntu):
+# Usage (as root, Debian/Ubuntu; from a user account prefix sudo):
 #   scripts/local-slurm.sh up [N]        start (or keep) a cluster of N nodes (default 2)
 #   scripts/local-slurm.sh down [--purge] stop what this script started; --purge also deletes the state dir
 #   scripts/local-slurm.sh status        say what runs (exit 0: up, 1: partly up, 3: down)
@@ -14,7 +14,7 @@
 # Accounts: holdem (everyone's default) and other; unknown accounts are rejected by sbatch.
 # Clients need no extra env: /etc/slurm/slurm.conf is a symlink to the state dir's config, so
 # sinfo/sbatch/squeue/sacct/scontrol and submitit just work. The state dir's cluster.env lists
-# nodes, addresses, partitions and accounts for scripts and tests.
+# nodes, addresses, partitions and accounts for scripts and the test suite.
 #
 # `up` on a running cluster of N nodes is a no-op. `up M` on a cluster of N != M nodes, or on a
 # partly running one, stops it (`down`) and starts it again with M nodes. `down` cancels every job,
@@ -76,8 +76,11 @@ check_settings() {
   [[ $STATE == /* ]] || usage_error "LOCAL_SLURM_STATE_DIR=$STATE must be an absolute path"
 }
 
-require_root() {
-  [[ $(id -u) == 0 ]] || fail "local-slurm.sh must run as root (it creates network namespaces and starts daemons). Run it with sudo."
+require_root() { # require_root ARGS...: the arguments to repeat in the advice
+  [[ $(id -u) == 0 ]] && return 0
+  local how="bash $0${*:+ $*} from a root shell (this machine has no sudo)"
+  command -v sudo >/dev/null 2>&1 && how="sudo bash $0${*:+ $*} (or the same from a root shell)"
+  fail "local-slurm.sh must run as root (it creates network namespaces and starts daemons); you are $(id -un). Run: $how"
 }
 
 # ---------------------------------------------------------------- processes (by PID file only)
@@ -600,7 +603,7 @@ cmd_status() {
 }
 
 main() {
-  local cmd=${1:-}
+  local cmd=${1:-} argv=("$@")
   case $cmd in
     -h|--help|help) usage; return 0 ;;
     up|down|status) ;;
@@ -622,7 +625,7 @@ main() {
     status) (($# == 0)) || usage_error "status takes no arguments" ;;
   esac
   [[ $cmd == down ]] && (($#)) && purge=1
-  require_root
+  require_root "${argv[@]}"
   # One up/down/status at a time per instance: several sessions may call `up` at once.
   local lock=/run/local-slurm-$NAME.lock
   exec 9>"$lock"

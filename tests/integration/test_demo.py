@@ -21,12 +21,12 @@ import pytest
 
 from cluster.chain import list_chains
 from cluster.outputs import TRACKER, newest_complete_checkpoint
-from cluster.resume import resolve_resume
+from cluster.launcher.resume import resolve_resume
 from tests.integration.conftest import LocalSlurm, log_tails
-from tests.standins import demo_data
-from tests.standins.demo_checkpoint import ResumeError, load_marker, save_marker
-from tests.standins.demo_faults import find_train, kill_node, preempt
-from tests.standins.demo_policy import is_malformed_spot
+from demo import data as demo_data
+from demo.checkpoint import ResumeError, load_marker, save_marker
+from demo.faults import find_train, kill_node, preempt
+from demo.policy import is_malformed_spot
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,7 +62,7 @@ def one_error_line(proc: subprocess.CompletedProcess) -> str:
 # --- no cluster needed ----------------------------------------------------------------------------
 
 def test_shipped_demo_data_is_its_generators_output_and_passes_holdem_data(tmp_path: Path) -> None:
-    assert py("-m", "tests.standins.demo_data", "--check").returncode == 0
+    assert py("-m", "demo.data", "--check").returncode == 0
     data = demo_data.DEMO_FILE.read_bytes()
     assert data.startswith(demo_data.EXAMPLES.read_bytes())  # the six real rows, byte-exact, first
     assert data.count(b"\n") == 6 + demo_data.GENERATED_ROWS
@@ -74,10 +74,10 @@ def test_shipped_demo_data_is_its_generators_output_and_passes_holdem_data(tmp_p
 
 def test_scripted_policy_plays_the_real_rollout_and_reward() -> None:
     from holdem.chat import load_tokenizer
-    from tests.standins.demo_report import summarize_rollout
-    from tests.standins.demo_rollout import Prompt, play_batch
-    from tests.standins.sglang_server import SGLangStandIn
-    from tests.standins.demo_policy import demo_script
+    from demo.report import summarize_rollout
+    from demo.rollout import Prompt, play_batch
+    from demo.sglang_standin import SGLangStandIn
+    from demo.policy import demo_script
 
     spots = rows(24)
     bad = next(r for r in rows() if is_malformed_spot(r["instruction"]))
@@ -135,7 +135,7 @@ def test_markers_are_megatron_layout_and_a_half_written_save_is_never_taken(tmp_
 def driver_args(tmp_path: Path, save: Path, *extra: str) -> list[str]:
     data = tmp_path / "train.jsonl"
     data.write_bytes(demo_data.EXAMPLES.read_bytes())
-    return ["-m", "tests.standins.demo_driver", "--num-rollout", "3", "--rollout-batch-size", "2",
+    return ["-m", "demo.driver", "--num-rollout", "3", "--rollout-batch-size", "2",
             "--prompt-data", str(data), "--input-key", "instruction", "--label-key", "output",
             "--hf-checkpoint", str(TOKENIZER), "--save", str(save), "--lr", "1e-6", *extra]
 
@@ -151,31 +151,31 @@ def test_driver_bad_inputs_are_one_error_line(tmp_path: Path) -> None:
     argv = driver_args(tmp_path, tmp_path / "s3")
     argv[argv.index("--prompt-data") + 1] = str(tmp_path / "missing.jsonl")
     assert "missing.jsonl" in one_error_line(py(*argv))
-    assert "--num-rollout" in one_error_line(py("-m", "tests.standins.demo_driver", "--save", str(save)))
+    assert "--num-rollout" in one_error_line(py("-m", "demo.driver", "--save", str(save)))
 
 
 def test_report_summary_cli_warns_about_a_report_from_another_job(tmp_path: Path) -> None:
-    from tests.standins.demo_checkpoint import start_report, write_report
-    from tests.standins.demo_report import summarize_rollout, summarize_run
+    from demo.checkpoint import start_report, write_report
+    from demo.report import summarize_rollout, summarize_run
 
     save = tmp_path / "save"
     report = start_report(save, {"slurm_job_id": "41", "resumed_from": None}, 2, 0)
     report["rollouts"] = [summarize_rollout(0, [], [{"host": "n1", "samples": 0, "seconds": 0.5}], 0.5)]
     report["summary"] = summarize_run(report["rollouts"])
     write_report(save, report)
-    proc = py("-m", "tests.standins.demo_report", str(save / "report.json"), "--job", "42")
+    proc = py("-m", "demo.report", str(save / "report.json"), "--job", "42")
     assert proc.returncode == 0, proc.stderr
     assert "not written by train job 42" in proc.stdout and "rollouts       1/2 (incomplete; 1 run(s))" in proc.stdout
-    assert "not written" not in py("-m", "tests.standins.demo_report", str(save / "report.json"), "--job", "41").stdout
-    assert "no readable report" in one_error_line(py("-m", "tests.standins.demo_report", str(tmp_path / "none.json")))
+    assert "not written" not in py("-m", "demo.report", str(save / "report.json"), "--job", "41").stdout
+    assert "no readable report" in one_error_line(py("-m", "demo.report", str(tmp_path / "none.json")))
 
 
 def test_demo_faults_without_a_chain_is_one_error_line(tmp_path: Path) -> None:
-    assert "no chain under" in one_error_line(py("-m", "tests.standins.demo_faults", "kill-node", cwd=tmp_path))
+    assert "no chain under" in one_error_line(py("-m", "demo.faults", "kill-node", cwd=tmp_path))
     chain = tmp_path / "c"
     chain.mkdir()
     (chain / "chain.json").write_text(json.dumps({"stages": [{"name": "train", "job_id": None}]}))
-    assert "no submitted train job" in one_error_line(py("-m", "tests.standins.demo_faults", "preempt", str(chain)))
+    assert "no submitted train job" in one_error_line(py("-m", "demo.faults", "preempt", str(chain)))
 
 
 def test_driver_finishes_at_once_when_every_rollout_is_done(tmp_path: Path) -> None:
@@ -207,8 +207,8 @@ def test_demo_profile_plan(tmp_path: Path) -> None:
     work = ROOT / "demo-run"  # relative paths are made absolute against the submit dir
     assert stages["data"]["argv"][1:] == ["-m", "holdem.data", "--source", str(ROOT / "demo" / "pokerbench-demo.jsonl"),
                                           "--split", "train", "--out", str(work / "pokerbench" / "train.jsonl")]
-    assert stages["model"]["argv"][1:] == ["-m", "tests.standins.demo_stages", "model", str(work / "Qwen3-8B")]
-    assert stages["convert"]["argv"][1:4] == ["-m", "tests.standins.demo_stages", "convert"]
+    assert stages["model"]["argv"][1:] == ["-m", "demo.stages", "model", str(work / "Qwen3-8B")]
+    assert stages["convert"]["argv"][1:4] == ["-m", "demo.stages", "convert"]
     train = stages["train"]
     assert train["slurm"]["nodes"] == 2 and train["slurm"]["gpus-per-node"] == 4
     assert "exclusive" not in train["slurm"] and train["slurm"]["requeue"] and train["max_restarts"] > 0
@@ -216,7 +216,7 @@ def test_demo_profile_plan(tmp_path: Path) -> None:
     assert args[args.index("--save-interval") + 1] == "1"
     assert args[args.index("--hf-checkpoint") + 1] == str(work / "Qwen3-8B")
     launch = train["launch"]
-    assert launch["entrypoint"][:3] == [sys.executable, "-m", "tests.standins.demo_driver"]
+    assert launch["entrypoint"][:3] == [sys.executable, "-m", "demo.driver"]
     assert launch["working_dir"] == str(ROOT) and launch["expected_gpus"] == 8
     assert launch["ray"]["object_store_memory"] == 200_000_000
     assert launch["ray"]["health_check"]["RAY_health_check_period_ms"] == "500"

@@ -5,6 +5,7 @@ no Ray process of the job behind (and touch no other job's).
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -160,3 +161,27 @@ def test_launcher_sigterm_stops_its_ray_only(local_slurm: LocalSlurm, tmp_path: 
     state, done = witness.finish()
     assert (state, done["exit_code"]) == ("COMPLETED", 0), witness.tails()
     witness.assert_no_ray_left()
+
+
+def test_bare_requeue_beyond_max_restarts_stops_with_a_clear_state(local_slurm: LocalSlurm, tmp_path: Path) -> None:
+    """`scontrol requeue` runs no signal handler, so submitit never counts it: the launcher caps
+    restarts itself from SLURM_RESTART_COUNT (issue 18, item 9)."""
+    from dataclasses import replace
+
+    hold = tmp_path / "hold"
+    hold.touch()
+    spec = replace(make_spec(tmp_path / "c", 2, 4, driver_args=["--sleep-while", str(hold)]), max_restarts=0)
+    run = submit(local_slurm, spec, nodelist="n[1-2]", name="cap", sbatch_args=["--requeue"])
+    run.wait_for(lambda: (run.chain / "record.json").exists(), "the driver to be running")
+    local_slurm.run("scontrol", "requeue", run.job_id)
+    second = run.log_dir.parent / "restart-1" / "rendezvous" / "done.json"
+    run.wait_for(second.exists, "the requeued run's done marker", 180)
+    state = run.wait_for(lambda: (s := local_slurm.job_state(run.job_id)) in ("FAILED", "COMPLETED") and s,
+                         "the requeued job to end", 120)
+    done = json.loads(second.read_text())
+    assert state == "FAILED" and done["state"] == "restart-limit" and done["exit_code"] == 3, (state, done)
+    assert "restart 1 exceeds slurm.max_restarts = 0" in done["message"]
+    for log in (run.log_dir.parent / "restart-1").glob("node-*.log"):
+        assert "ray start on" not in log.read_text()  # nothing started
+    assert not (run.log_dir.parent / "restart-1" / "ray-logs").exists()
+    run.assert_no_ray_left()

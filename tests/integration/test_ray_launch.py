@@ -18,8 +18,8 @@ from typing import Any, Callable
 
 import pytest
 
-from cluster.launch import LaunchSpec, RaySpec
-from cluster.ray_procs import find_tree
+from cluster.launcher.spec import LaunchSpec, RaySpec
+from cluster.launcher.procs import find_tree
 from tests.integration.conftest import FINAL_STATES, LocalSlurm, log_tails
 from tests.waiting import wait_for
 
@@ -105,7 +105,8 @@ def make_spec(chain: Path, nodes: int, gpus: int, *, expected: int | None = None
 
 
 def submit(slurm: LocalSlurm, spec: LaunchSpec, *, gres: int | None = None,
-           nodelist: str | None = None, name: str = "ray-test") -> RayRun:
+           nodelist: str | None = None, name: str = "ray-test",
+           env_extra: dict[str, str] | None = None, sbatch_args: list[str] | None = None) -> RayRun:
     chain = Path(spec.chain_dir)
     chain.mkdir(parents=True, exist_ok=True)
     spec_file = chain / f"spec-{name}.json"
@@ -117,7 +118,8 @@ def submit(slurm: LocalSlurm, spec: LaunchSpec, *, gres: int | None = None,
             f"exec srun python3 -m cluster.launch --spec {shlex.quote(str(spec_file))}"]
     if nodelist:
         argv[2:2] = [f"--nodelist={nodelist}"]
-    env = {**slurm.env, "PYTHONPATH": str(ROOT), "WANDB_API_KEY": SECRET}
+    argv[2:2] = sbatch_args or []
+    env = {**slurm.env, "PYTHONPATH": str(ROOT), "WANDB_API_KEY": SECRET, **(env_extra or {})}
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     job_id = proc.stdout.strip().split(";")[0]
@@ -150,6 +152,9 @@ def test_train_stage_on_n_nodes(local_slurm: LocalSlurm, tmp_path: Path, nodes: 
     assert record["env"]["CUDA_DEVICE_MAX_CONNECTIONS"] == "1"
     assert record["env"]["WANDB_API_KEY"] == secret_hash()  # via `ray start`'s environment
     assert record["env"]["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert record["env"]["RAY_AUTH_MODE"] == "token" and "RAY_AUTH_TOKEN" not in record["env"]
+    assert "RAY_AUTH_TOKEN_PATH" in record["env"]  # (the stand-in hashes values of *TOKEN* names)
+    assert not (run.log_dir / ".auth").exists()  # deleted at teardown
     assert_secret_nowhere(run.chain)
 
     head = run.read("head.json")
@@ -171,7 +176,7 @@ def test_run_node_in_process_through_submitit(local_slurm: LocalSlurm, tmp_path:
     """What the plan does: submitit runs `run_node(spec)` as one task per node and gets the codes."""
     import submitit
 
-    from cluster.launch import run_node
+    from cluster.launcher.main import run_node
 
     for key, value in {**local_slurm.env, "PYTHONPATH": str(ROOT), "WANDB_API_KEY": SECRET}.items():
         monkeypatch.setenv(key, value)

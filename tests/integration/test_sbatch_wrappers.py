@@ -71,7 +71,7 @@ def test_warning_signal_requeues_under_the_same_id_and_dependents_wait(local_slu
     stage = replace(plan.stage("train"), argv=(sys.executable, "-c", STANDIN_STEP, str(marks)),
                     slurm={**plan.stage("train").slurm, "exclusive": False, "gpus-per-node": 1})
     script = tmp_path / "train.sbatch"
-    script.write_text(render_sbatch_script(stage, plan.chain_dir))
+    script.write_text(render_sbatch_script(stage, plan))
     Path(plan.chain_dir, "train").mkdir(parents=True)
     job = local_slurm.sbatch(str(script))
     after = local_slurm.sbatch("--dependency=afterok:" + job, "--wrap=true", f"--output={tmp_path}/after-%j.out")

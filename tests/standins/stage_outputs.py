@@ -17,6 +17,8 @@ import socket
 import sys
 from pathlib import Path
 
+from cluster.outputs import jsonl_stats, stats_path_for
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "pokerbench" / "examples.jsonl"
 
 
@@ -40,6 +42,7 @@ def main() -> int:
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_bytes(rows)
         os.replace(tmp, target)
+        stats_path_for(target).write_text(json.dumps(jsonl_stats(target)))  # committed last, as holdem.data does
     elif args.what == "model":
         target.mkdir(parents=True, exist_ok=True)
         (target / "config.json").write_text(json.dumps({"architectures": ["Qwen3ForCausalLM"], "stand_in": True}))

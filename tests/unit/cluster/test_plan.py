@@ -7,18 +7,25 @@ import pytest
 
 from cluster.checks import run_checks, scale_topology
 from cluster.errors import CheckError, ConfigError
-from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir, newest_complete_checkpoint
+from cluster.outputs import (
+    check_hf_dir,
+    check_jsonl,
+    check_megatron_dir,
+    jsonl_stats,
+    newest_complete_checkpoint,
+    stats_path_for,
+)
 from cluster.plan import build_plan, parse_stages
 from cluster.profile import load_profile
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "pokerbench" / "examples.jsonl"
-REAL_ROWS = EXAMPLES if EXAMPLES.exists() else Path("/work/shared/pokerbench/examples.jsonl")
+REAL_ROWS = EXAMPLES  # shipped with the repo
 
 
 def make_outputs(root: Path, data=True, model=True, convert=True, tools=True) -> None:
     if data:
         (root / "pokerbench").mkdir(parents=True)
-        (root / "pokerbench" / "train.jsonl").write_bytes(REAL_ROWS.read_bytes())
+        write_finished_jsonl(root / "pokerbench" / "train.jsonl")
     if model:
         (root / "Qwen3-8B").mkdir()
         (root / "Qwen3-8B" / "config.json").write_text("{}")
@@ -31,6 +38,13 @@ def make_outputs(root: Path, data=True, model=True, convert=True, tools=True) ->
     if tools:
         (root / "slime").mkdir()
         (root / "Megatron-LM").mkdir()
+
+
+def write_finished_jsonl(path: Path, stats: bool = True) -> None:
+    """The rows, and (as a finished data stage leaves them) their stats file."""
+    path.write_bytes(REAL_ROWS.read_bytes())
+    if stats:
+        stats_path_for(path).write_text(json.dumps(jsonl_stats(path)))
 
 
 def plan_for(root: Path, stages="data,model,convert,train", strict=True, sets=()):
@@ -46,7 +60,7 @@ def test_fresh_chain_runs_everything_in_dependency_order(tmp_path):
     assert not any(s.skip for s in plan.stages)
     assert plan.stage("convert").depends_on == ("model",)
     assert plan.stage("train").depends_on == ("data", "model", "convert")
-    assert plan.stage("train").slurm["dependency"] == "afterok:data:model:convert"
+    assert plan.stage("train").slurm["dependency"] == "afterok:${data_id}:${model_id}:${convert_id}"
     assert plan.stage("train").slurm["kill-on-invalid-dep"] == "yes"
     assert plan.stage("train").slurm["nodes"] == 2 and plan.stage("train").slurm["gpus-per-node"] == 4
     assert plan.stage("train").slurm["requeue"] is True
@@ -58,7 +72,7 @@ def test_complete_outputs_are_skipped_with_reason_and_no_dependency(tmp_path):
     make_outputs(tmp_path)
     plan = plan_for(tmp_path)
     assert [s.skip for s in plan.stages] == [True, True, True, False]
-    assert "first rows parse" in plan.stage("data").reason
+    assert "6 rows" in plan.stage("data").reason and "matches train.stats.json" in plan.stage("data").reason
     assert "config.json" in plan.stage("model").reason
     assert "names release/" in plan.stage("convert").reason
     assert plan.stage("train").depends_on == () and "dependency" not in plan.stage("train").slurm
@@ -72,6 +86,18 @@ def test_train_json_carries_slime_args(tmp_path):
     assert "--prompt-data" in train["slime_args"] and "slime_args" not in d["stages"][0]
     assert train["argv"][-2:] == ["--spec", f"{d['chain_dir']}/train/launch.json"]
     json.dumps(d)
+
+
+def test_data_without_its_stats_file_runs_again(tmp_path):
+    """A JSONL without `.stats.json` is what a killed data stage (or another tool) leaves: the plan
+    runs the stage, and train waits for it."""
+    make_outputs(tmp_path, data=False)
+    (tmp_path / "pokerbench").mkdir()
+    write_finished_jsonl(tmp_path / "pokerbench" / "train.jsonl", stats=False)
+    plan = plan_for(tmp_path)
+    assert [s.skip for s in plan.stages] == [False, True, True, False]
+    assert "train.stats.json is missing" in plan.stage("data").reason
+    assert plan.stage("train").depends_on == ("data",)
 
 
 def test_missing_input_without_producer_is_error_when_submitting_and_warning_in_dry_run(tmp_path):
@@ -119,11 +145,19 @@ def test_jsonl_checks(tmp_path):
     f.write_text('{"instruction": "x", "output": "fold"}\nnot json\n')
     assert check_jsonl(f, ("instruction", "output"))[0] is False
     f.write_text('{"instruction": "x", "output": "fold"}\n' * 5)
-    assert check_jsonl(f, ("instruction", "output"))[0] is True
-    (tmp_path / "d.stats.json").write_text(json.dumps({"rows_out": 4}))
+    ok, reason = check_jsonl(f, ("instruction", "output"))
+    assert not ok and "d.stats.json is missing" in reason  # rows alone are not a finished stage
+    stats = jsonl_stats(f)
+    (tmp_path / "d.stats.json").write_text(json.dumps({**stats, "rows_out": 4}))
     assert check_jsonl(f)[0] is False
     (tmp_path / "d.stats.json").write_text(json.dumps({"rows_out": 5}))
-    assert check_jsonl(f)[0] is True
+    assert "unreadable" in check_jsonl(f)[1]  # bytes are part of the contract
+    (tmp_path / "d.stats.json").write_text(json.dumps(stats))
+    assert check_jsonl(f, ("instruction", "output"))[0] is True
+    assert check_jsonl(f, ("instruction", "label"))[0] is False
+    assert check_jsonl(f, verify_checksum=True)[0] is True
+    f.write_text('{"instruction": "x", "output": "call"}\n' * 5)  # same size and rows
+    assert check_jsonl(f)[0] is True and check_jsonl(f, verify_checksum=True)[0] is False
 
 
 def test_hf_dir_checks_shards(tmp_path):
@@ -155,7 +189,7 @@ def test_megatron_tracker_must_name_a_present_dir(tmp_path):
 
 
 def test_plan_and_data_stage_agree_on_completeness(tmp_path):
-    """cluster/ cannot import holdem, so the plan re-implements the stats check: keep them equal."""
+    """One rule (cluster.outputs.check_jsonl), used by the plan and by holdem.data alike."""
     import subprocess
     import sys
 
@@ -168,4 +202,8 @@ def test_plan_and_data_stage_agree_on_completeness(tmp_path):
     assert check_jsonl(out, ("instruction", "output"))[0] is True and output_is_complete(out)[0] is True
     with out.open("a") as fh:
         fh.write(out.read_text().splitlines()[0] + "\n")
+    assert check_jsonl(out)[0] is False and output_is_complete(out)[0] is False
+    out.write_text("".join(out.read_text().splitlines(keepends=True)[:-1]))
+    assert check_jsonl(out)[0] is True and output_is_complete(out)[0] is True
+    stats_path_for(out).unlink()
     assert check_jsonl(out)[0] is False and output_is_complete(out)[0] is False

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cluster.resume import resolve_resume
+from cluster.launcher.resume import resolve_resume
 
 
 def save(root: Path, it: int, complete: bool = True, tracker: bool = True) -> None:

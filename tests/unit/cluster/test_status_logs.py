@@ -9,7 +9,7 @@ import threading
 
 import pytest
 
-from cluster.jobstate import FINAL, STATE_TABLE, map_state, parse_sacct, parse_squeue
+from cluster.slurm import FINAL, STATE_TABLE, map_state, parse_sacct, parse_squeue
 from cluster.logs import Follower, Tail, follow, label_for
 from cluster.slurm import parse_time_minutes, render_executor_params
 from cluster.status import chain_state, render_table, stage_rows

@@ -133,7 +133,9 @@ def test_emit_sbatch_writes_scripts_that_parse(tmp_path):
     proc = run_submit("--profile", "smoke", "--emit-sbatch", str(out), "--set", f"paths.log_dir={tmp_path / 'logs'}")
     assert proc.returncode == 0, proc.stderr
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["convert.sbatch", "data.sbatch", "launch.json", "model.sbatch", "submit-chain.sh", "train.sbatch"]
+    assert names == ["convert.sbatch", "data.sbatch", "model.sbatch", "submit-chain.sh", "train.sbatch"]
+    spec = next((tmp_path / "logs").glob("*/train/launch.json"))  # where the train step reads it
+    assert f"--spec {spec} " in (out / "train.sbatch").read_text()
     for script in out.glob("*.s*"):
         assert subprocess.run(["bash", "-n", str(script)]).returncode == 0, script
     assert "#SBATCH --requeue" in (out / "train.sbatch").read_text()

@@ -90,7 +90,7 @@ def test_interrupted_rerun_keeps_the_previous_complete_output(tmp_path):
 
 
 def test_a_live_runs_temp_file_is_not_removed(tmp_path):
-    from holdem.data_output import remove_stale_temps, temp_path_for
+    from holdem.data.output import remove_stale_temps, temp_path_for
 
     out = tmp_path / "train.jsonl"
     mine = temp_path_for(out)  # this test process is alive

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import io
 
-from holdem.data_progress import ProgressReporter
+from holdem.data.progress import ProgressReporter
 
 
 def test_terminal_gets_a_bar_redrawn_in_place():

@@ -7,8 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from holdem import data_source
-from holdem.data_source import DataInputError, InvalidJson, Progress, iter_rows, resolve_source
+from holdem.data import source as data_source
+from holdem.data.source import DataInputError, InvalidJson, Progress, iter_rows, resolve_source
 
 from .helpers import write_jsonl
 

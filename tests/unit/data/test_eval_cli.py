@@ -13,7 +13,7 @@ from holdem.chat import load_tokenizer
 from holdem.pokerbench import render_card
 from holdem.reward import score_response
 from holdem.toolcall import render_tool_call
-from tests.standins.sglang_server import Completion, Request, SGLangStandIn
+from demo.sglang_standin import Completion, Request, SGLangStandIn
 
 from .helpers import EXAMPLES, ROOT, run_module, write_jsonl
 

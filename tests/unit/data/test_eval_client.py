@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from holdem.eval_client import RequestFailed, RetryPolicy, ServerUnreachable, post_json, probe_server
+from holdem.eval.client import RequestFailed, RetryPolicy, ServerUnreachable, is_client_error, post_json, probe_server
 
 FAST = RetryPolicy(deadline_s=3.0, first_backoff_s=0.01, max_backoff_s=0.05)
 
@@ -45,11 +45,24 @@ def test_transient_errors_are_retried_until_success():
 
 def test_client_error_is_not_retried():
     async def action(session, url):
-        with pytest.raises(RequestFailed, match="HTTP 400"):
+        with pytest.raises(RequestFailed, match="HTTP 400") as failed:
             await post_json(session, f"{url}/generate", {}, FAST)
+        return failed.value.status
 
-    _, calls = asyncio.run(with_server([400], {}, action))
-    assert len(calls) == 1
+    status, calls = asyncio.run(with_server([400], {}, action))
+    assert len(calls) == 1 and status == 400 and is_client_error(status)
+
+
+def test_tools_mode_reads_the_status_of_a_rollout_failure():
+    """The status is typed (an attribute), never read out of another module's message text."""
+    from holdem.eval.tools import rollout_status
+    from holdem.rollout import RolloutError
+
+    assert rollout_status(RolloutError("anything", status=422)) == 422 and is_client_error(422)
+    assert rollout_status(RequestFailed("x", status=404)) == 404
+    assert rollout_status(RolloutError("POST http://h:1/generate: HTTP 404: not found")) is None  # no status given
+    assert not is_client_error(rollout_status(RolloutError("POST http://h:1/generate failed 5 times; last error: x")))
+    assert not is_client_error(None) and not is_client_error(503)
 
 
 def test_persistent_5xx_ends_at_the_deadline():

@@ -5,7 +5,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from holdem.eval_score import ParsedAction, action_match, exact_match, paper_score, parse_action, strict_score
+from holdem.eval.score import action_match, exact_match, paper_score, parse_action, render_action, strict_score
+from holdem.table import Action
 
 
 @pytest.mark.parametrize("label, response, score", [
@@ -35,10 +36,11 @@ def test_exact_and_action_accuracy_are_floor_and_ceil():
 
 
 @pytest.mark.parametrize("text, action", [
-    ("raise 12", ParsedAction("raise", 12.0)),
-    ("  Bet 7.5.\n", ParsedAction("bet", 7.5)),
-    ("CALL", ParsedAction("call")),
-    ("all-in", ParsedAction("all in")),
+    ("raise 12", Action("raise", 12.0)),
+    ("  Bet 7.5.\n", Action("bet", 7.5)),
+    ("CALL", Action("call")),
+    ("all-in", Action("allin")),
+    ("allin", None),                       # the tool spelling is not a label,
     ("I would call", None),
     ("raise", None),
     ("raise 12 chips", None),
@@ -67,4 +69,4 @@ def test_strict_score(label, response, tol, expected):
 def test_the_label_itself_scores_full_marks_everywhere(label):
     assert paper_score(label, label) == 1.0
     assert strict_score(label, parse_action(label)) == 1
-    assert parse_action(label).render() == label
+    assert render_action(parse_action(label)) == label

@@ -1,8 +1,10 @@
-"""`output_is_complete`, the check the job plan uses to skip the data stage."""
+"""`output_is_complete`: the data stage's view of `cluster.outputs.check_jsonl`, the one rule the
+job plan also uses to skip the data stage."""
 from __future__ import annotations
 
 import json
 
+from cluster.outputs import check_jsonl, jsonl_stats
 from holdem.data import DataSpec, output_is_complete, prepare, stats_path_for
 from holdem.pokerbench import parse_instruction
 
@@ -66,3 +68,20 @@ def test_unreadable_stats(tmp_path):
 def test_stats_path_naming(tmp_path):
     assert stats_path_for(tmp_path / "a.jsonl") == tmp_path / "a.stats.json"
     assert stats_path_for(tmp_path / "a.json") == tmp_path / "a.json.stats.json"
+
+
+def test_same_rule_as_the_plan(tmp_path):
+    """Rows without a stats file are never complete; with matching stats they are, for both."""
+    out = tmp_path / "train.jsonl"
+    out.write_text('{"instruction": "x", "output": "fold"}\n' * 3)
+    assert output_is_complete(out)[0] is False and check_jsonl(out)[0] is False
+    stats_path_for(out).write_text(json.dumps(jsonl_stats(out)))
+    assert output_is_complete(out, verify_checksum=True)[0] is True and check_jsonl(out)[0] is True
+
+
+def test_rows_without_the_data_fields_are_incomplete(tmp_path):
+    out = tmp_path / "train.jsonl"
+    out.write_text('{"prompt": "x", "label": "fold"}\n')
+    stats_path_for(out).write_text(json.dumps(jsonl_stats(out)))
+    ok, reason = output_is_complete(out)
+    assert not ok and "lacks instruction, output" in reason

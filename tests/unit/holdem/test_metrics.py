@@ -13,7 +13,7 @@ from holdem.metrics import compute_rollout_metrics, log_rollout_data
 from holdem.reward import reward_func, score_response
 from holdem.rollout import generate
 from holdem.toolcall import render_tool_call
-from tests.standins.slime_sample import Sample
+from demo.sample_standin import Sample
 
 
 def _sample(real_row: dict, response: str, turns: int, tools: dict, end: str) -> Sample:

@@ -15,7 +15,7 @@ from holdem.pokerbench import parse_instruction, parse_label
 from holdem.reward import reward_error_count, reward_func, score_response
 from holdem.rowgen import generate_rows
 from holdem.toolcall import render_tool_call
-from tests.standins.slime_sample import Sample
+from demo.sample_standin import Sample
 
 GENERATED = list(generate_rows(300, seed=21))
 

@@ -19,8 +19,8 @@ from holdem.rollout import RolloutConfig, RolloutError, generate
 from holdem.rowgen import generate_rows
 from holdem.toolcall import render_tool_call
 from holdem.tools import TOOLS, render_game_state
-from tests.standins.sglang_server import MALFORMED_TOOL_CALL, Completion, SGLangStandIn, script_logprob, turns_script
-from tests.standins.slime_sample import Sample
+from demo.sglang_standin import MALFORMED_TOOL_CALL, Completion, SGLangStandIn, script_logprob, turns_script
+from demo.sample_standin import Sample
 
 TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "qwen3_tokenizer"
 

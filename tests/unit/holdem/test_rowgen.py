@@ -9,11 +9,9 @@ import re
 import subprocess
 import sys
 
-from holdem.pokerbench import HEADER, parse_instruction, parse_label, render_instruction
+from holdem.pokerbench import HEADER, match_label, parse_instruction, parse_label, render_instruction
 from holdem.rowgen import generate_rows, main, random_spot
 from holdem.table import check_action
-
-LABEL_RE = re.compile(r"^(fold|call|check|all in|(bet|raise) \d+(\.\d+)?)$")
 
 
 def test_real_rows_regenerate_byte_identical(real_rows):
@@ -27,7 +25,7 @@ def test_generated_rows_parse_round_trip_and_labels_are_legal():
     for row in generate_rows(5000, seed=11):
         text, label = row["instruction"], row["output"]
         assert text.startswith(HEADER) and text.endswith("Your optimal action is:")
-        assert LABEL_RE.match(label), label
+        assert match_label(label) is not None, label  # exactly the label grammar, as the data stage checks
         state = parse_instruction(text)
         assert render_instruction(state) == text
         assert check_action(state.table, parse_label(label)) is None, (label, state.legal_actions)

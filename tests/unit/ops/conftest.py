@@ -12,6 +12,8 @@ from typing import Iterator
 
 import pytest
 
+from cluster.outputs import jsonl_stats, stats_path_for
+
 ROOT = Path(__file__).resolve().parents[3]
 SEED_ENV = ("RUN_PROFILE", "HF_CHECKPOINT", "REF_LOAD", "SAVE_DIR", "PROMPT_DATA", "LOAD_CKPT",
             "WANDB_API_KEY", "WANDB_KEY")
@@ -39,6 +41,7 @@ def make_ready(root: Path) -> Ready:
     data = root / "pokerbench" / "train.jsonl"
     data.parent.mkdir()
     data.write_text(json.dumps({"instruction": "You are at the table...", "output": "call"}) + "\n")
+    stats_path_for(data).write_text(json.dumps(jsonl_stats(data)))  # as a finished data stage leaves it
     (root / "slime").mkdir()
     (root / "slime" / "train.py").write_text("# stand-in for slime's train.py\n")
     (root / "Megatron-LM" / "megatron").mkdir(parents=True)

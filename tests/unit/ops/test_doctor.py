@@ -1,4 +1,4 @@
-"""cluster/doctor.py: every finding, fed captured nvidia-smi output through an injected Probe."""
+"""cluster/doctor.py and cluster/launcher/preflight.py: every finding, fed captured nvidia-smi output through an injected Probe."""
 from __future__ import annotations
 
 import subprocess
@@ -8,9 +8,10 @@ from dataclasses import replace
 import pytest
 
 from cluster.checks import scale_topology
-from cluster.doctor import (
+from cluster.doctor import render_doctor_spec
+from cluster.launcher.preflight import (
     CHECKS, DoctorSpec, GpuInfo, GpuReport, Probe, blocking, check_disk, check_gpus, check_inputs, check_packages,
-    check_sources, parse_nvidia_smi, probe_gpus, raise_on_blocking, render_doctor_spec, run_doctor, visible_subset,
+    check_sources, parse_nvidia_smi, probe_gpus, raise_on_blocking, run_doctor, visible_subset,
 )
 from cluster.errors import ConfigError
 from cluster.profile import load_profile
@@ -182,7 +183,7 @@ def test_run_doctor_on_a_ready_profile(ready):
     profile = load_profile("smoke", sets=ready.sets, env=ready.env)
     probe = Probe(env={}, gpus=lambda e: smi(A100x4), find_spec=lambda name: True,
                   disk_free=lambda path: 10**12)
-    findings = run_doctor(profile, probe=probe)
+    findings = run_doctor(render_doctor_spec(profile), probe=probe)
     assert blocking(findings) == [], [f.line() for f in findings]
     checks = [f.check for f in findings]
     for name in ("gpus", "gpu0", "package:pybase64", "package:ray", "package:sglang", "slime", "megatron",

@@ -48,7 +48,7 @@ def batch_log(chain_dir: str, stage: str, restart: int = 0) -> str:
 def train_script(ready, tmp_path):
     _, plan = make_plan(ready)
     path = tmp_path / "train.sbatch"
-    path.write_text(render_sbatch_script(plan.stage("train"), plan.chain_dir))
+    path.write_text(render_sbatch_script(plan.stage("train"), plan))
     return plan, path
 
 
@@ -86,7 +86,7 @@ def test_no_requeue_once_max_restarts_are_used(ready, standin_bin, tmp_path, tra
 def test_a_stage_exit_code_is_the_job_exit_code(ready, standin_bin, tmp_path, exit_code):
     _, plan = make_plan(ready, env_extra={"PROMPT_DATA": str(tmp_path / "p.jsonl")})
     script = tmp_path / "data.sbatch"
-    script.write_text(render_sbatch_script(plan.stage("data"), plan.chain_dir))
+    script.write_text(render_sbatch_script(plan.stage("data"), plan))
     proc = start(["bash", str(script)], job_env(ready, standin_bin, tmp_path, STANDIN_SRUN_EXIT=str(exit_code)))
     code, _, _ = finish(proc)
     assert code == exit_code

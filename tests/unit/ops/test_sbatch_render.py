@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from cluster.checks import run_checks, scale_topology
-from cluster.container import render_container
 from cluster.errors import ConfigError
 from cluster.plan import build_plan
 from cluster.profile import load_profile
@@ -27,8 +26,10 @@ PYXIS = {"runtime": "pyxis", "image": "nvcr.io#nvidia/pytorch:24.07-py3", "mount
 APPTAINER = {"runtime": "apptainer", "image": "/images/slime.sif", "mounts": ["/data"], "env": {"HF_TOKEN": ""}}
 
 
-def make_plan(ready: Ready, *sets: str, stages=("data", "model", "convert", "train"), env_extra=None, nodes=1):
+def make_plan(ready: Ready, *sets: str, stages=("data", "model", "convert", "train"), env_extra=None, nodes=1,
+              container=None):
     env = {**ready.env, **(env_extra or {})}
+    sets = (*sets, *(f"container.{k}={json.dumps(v)}" for k, v in (container or {}).items()))
     profile = scale_topology(load_profile("smoke", sets=[*ready.sets, *sets], env=env), nodes, None, env={})
     run_checks(profile)
     return profile, build_plan(profile, stages, chain_id="chain-t", strict_paths=False)
@@ -51,14 +52,13 @@ def sbatch_lines(text: str) -> list[str]:
 @pytest.mark.parametrize("container", [None, PYXIS, APPTAINER])
 @pytest.mark.parametrize("stage", ["data", "model", "convert", "train"])
 def test_every_generated_script_passes_bash_n(stage, container, ready, tmp_path):
-    _, plan = make_plan(ready, env_extra={"PROMPT_DATA": str(tmp_path / "missing.jsonl")})
-    spec = render_container(container) if container else None
-    bash_n(render_sbatch_script(plan.stage(stage), plan.chain_dir, spec), tmp_path)
+    _, plan = make_plan(ready, env_extra={"PROMPT_DATA": str(tmp_path / "missing.jsonl")}, container=container)
+    bash_n(render_sbatch_script(plan.stage(stage), plan), tmp_path)
 
 
 def test_train_options_keep_their_names_and_requeue_on_a_batch_signal(ready):
     _, plan = make_plan(ready, "slurm.signal_grace_s=300", "slurm.extra={reservation: gpu-week}")
-    lines = sbatch_lines(render_sbatch_script(plan.stage("train"), plan.chain_dir))
+    lines = sbatch_lines(render_sbatch_script(plan.stage("train"), plan))
     assert "--job-name=holdem-train" in lines and "--nodes=1" in lines and "--ntasks-per-node=1" in lines
     assert "--gpus-per-node=4" in lines and "--time=01:00:00" in lines and "--reservation=gpu-week" in lines
     assert "--exclusive" in lines and "--requeue" in lines  # booleans bare
@@ -67,20 +67,20 @@ def test_train_options_keep_their_names_and_requeue_on_a_batch_signal(ready):
     assert f"--output={plan.chain_dir}/train/slurm-%j.out" in lines
     assert f"--error={plan.chain_dir}/train/slurm-%j.out" in lines
     assert "--comment=holdem-chain=chain-t" in lines
-    assert not any(line.startswith("--dependency") for line in lines)  # stage names, not job ids
+    assert not any(line.startswith("--dependency") for line in lines)  # job ids: on submit-chain.sh's command line
 
 
 def test_false_options_are_left_out_and_depending_stages_keep_kill_on_invalid_dep(ready, tmp_path):
     _, plan = make_plan(ready, env_extra={"HF_CHECKPOINT": str(tmp_path / "nohf")})
-    data = sbatch_lines(render_sbatch_script(plan.stage("data"), plan.chain_dir))
+    data = sbatch_lines(render_sbatch_script(plan.stage("data"), plan))
     assert not any(line.startswith(("--exclusive", "--requeue", "--signal", "--gpus")) for line in data)
-    convert = sbatch_lines(render_sbatch_script(plan.stage("convert"), plan.chain_dir))
+    convert = sbatch_lines(render_sbatch_script(plan.stage("convert"), plan))
     assert "--kill-on-invalid-dep=yes" in convert and "--ntasks-per-node=4" in convert
 
 
 def test_train_runs_the_launcher_one_task_per_node_in_the_background(ready):
     _, plan = make_plan(ready)
-    text = render_sbatch_script(plan.stage("train"), plan.chain_dir)
+    text = render_sbatch_script(plan.stage("train"), plan)
     step = next(line for line in text.splitlines() if line.startswith("srun "))
     assert step == (f'srun "${{srun_log[@]}}" --ntasks-per-node=1 {sys.executable} -m cluster.launch '
                     f"--spec {plan.chain_dir}/train/launch.json &")
@@ -92,20 +92,20 @@ def test_train_runs_the_launcher_one_task_per_node_in_the_background(ready):
 
 def test_the_trap_carries_max_restarts_and_only_the_train_stage_has_one(ready):
     _, plan = make_plan(ready, "slurm.max_restarts=5", env_extra={"PROMPT_DATA": "/nonexistent.jsonl"})
-    assert "max_restarts=5" in render_sbatch_script(plan.stage("train"), plan.chain_dir)
-    assert "trap on_warning" not in render_sbatch_script(plan.stage("data"), plan.chain_dir)
+    assert "max_restarts=5" in render_sbatch_script(plan.stage("train"), plan)
+    assert "trap on_warning" not in render_sbatch_script(plan.stage("data"), plan)
 
 
 def test_stage_env_is_exported_and_pythonpath_keeps_the_project(ready, tmp_path):
     _, plan = make_plan(ready, env_extra={"REF_LOAD": str(tmp_path / "noref")})
-    text = render_sbatch_script(plan.stage("convert"), plan.chain_dir)
+    text = render_sbatch_script(plan.stage("convert"), plan)
     assert f'export PYTHONPATH={PROJECT_ROOT}"${{PYTHONPATH:+:$PYTHONPATH}}"' in text
     assert f'export PYTHONPATH={ready.root}/Megatron-LM":$PYTHONPATH"' in text
 
 
 def test_pyxis_options_go_on_srun_and_the_host_python_becomes_python3(ready):
-    _, plan = make_plan(ready)
-    text = render_sbatch_script(plan.stage("train"), plan.chain_dir, render_container(PYXIS))
+    _, plan = make_plan(ready, container=PYXIS)
+    text = render_sbatch_script(plan.stage("train"), plan)
     step = next(line for line in text.splitlines() if line.startswith("srun "))
     assert ("--ntasks-per-node=1 '--container-image=nvcr.io#nvidia/pytorch:24.07-py3' "
             "--container-mounts=/data:/data:ro --container-env=HF_HOME,WANDB_API_KEY python3 -m cluster.launch") in step
@@ -113,8 +113,8 @@ def test_pyxis_options_go_on_srun_and_the_host_python_becomes_python3(ready):
 
 
 def test_apptainer_wraps_the_step(ready):
-    _, plan = make_plan(ready)
-    text = render_sbatch_script(plan.stage("train"), plan.chain_dir, render_container(APPTAINER))
+    _, plan = make_plan(ready, container=APPTAINER)
+    text = render_sbatch_script(plan.stage("train"), plan)
     step = next(line for line in text.splitlines() if line.startswith("srun "))
     assert "--ntasks-per-node=1 apptainer exec --nv --bind /data:/data /images/slime.sif python3 -m cluster.launch" in step
     assert 'export APPTAINERENV_HF_TOKEN="${HF_TOKEN}"' in text
@@ -124,13 +124,13 @@ def test_a_secret_in_a_stage_env_is_refused(ready):
     _, plan = make_plan(ready)
     stage = replace(plan.stage("train"), env={"WANDB_API_KEY": "abc"})
     with pytest.raises(ConfigError, match="WANDB_API_KEY looks like a secret"):
-        render_sbatch_script(stage, plan.chain_dir)
+        render_sbatch_script(stage, plan)
 
 
 def test_a_bad_env_name_in_a_stage_is_refused(ready):
     _, plan = make_plan(ready)
     with pytest.raises(ConfigError, match="not a valid environment variable name"):
-        render_sbatch_script(replace(plan.stage("train"), env={"A-B": "1"}), plan.chain_dir)
+        render_sbatch_script(replace(plan.stage("train"), env={"A-B": "1"}), plan)
 
 
 def test_an_option_with_a_space_is_refused(ready):
@@ -151,9 +151,10 @@ def test_emit_writes_only_running_stages_and_the_launch_spec(ready, tmp_path):
     out = tmp_path / "emit"
     written = emit_sbatch(plan, out)
     assert [p.name for p in written] == ["launch.json", "train.sbatch", "submit-chain.sh"]
-    assert json.loads((out / "launch.json").read_text()) == plan.stage("train").launch
+    assert written[0] == Path(plan.chain_dir, "train", "launch.json")  # where the step reads it, as on submission
+    assert json.loads(written[0].read_text()) == plan.stage("train").launch.to_dict()
     text = (out / "train.sbatch").read_text()
-    assert f"--spec {out}/launch.json &" in text
+    assert f"--spec {plan.chain_dir}/train/launch.json &" in text
     assert Path(plan.chain_dir, "train").is_dir()  # --output's directory exists before sbatch
     chain = (out / "submit-chain.sh").read_text()
     assert f"train_id=$(sbatch --parsable {out}/train.sbatch)" in chain
@@ -163,13 +164,17 @@ def test_emit_writes_only_running_stages_and_the_launch_spec(ready, tmp_path):
 
 def test_emit_the_whole_chain_with_afterok_on_job_ids(ready, tmp_path):
     _, plan = make_plan(ready, env_extra={"PROMPT_DATA": str(tmp_path / "p.jsonl"), "HF_CHECKPOINT": str(tmp_path / "hf"),
-                                          "REF_LOAD": str(tmp_path / "ref")})
+                                          "REF_LOAD": str(tmp_path / "ref")}, container=PYXIS)
     out = tmp_path / "emit"
-    names = [p.name for p in emit_sbatch(plan, out, render_container(PYXIS))]
+    names = [p.name for p in emit_sbatch(plan, out)]
     assert names == ["data.sbatch", "model.sbatch", "convert.sbatch", "launch.json", "train.sbatch", "submit-chain.sh"]
     chain = (out / "submit-chain.sh").read_text()
-    assert f'convert_id=$(sbatch --parsable --dependency=afterok:"${{model_id}}" {out}/convert.sbatch)' in chain
-    assert ('--dependency=afterok:"${data_id}":"${model_id}":"${convert_id}" ' f"{out}/train.sbatch") in chain
+    # the plan's own dependency option, job-id references and all (one rendering)
+    assert plan.stage("train").slurm["dependency"] == "afterok:${data_id}:${model_id}:${convert_id}"
+    assert (f'convert_id=$(sbatch --parsable --dependency="afterok:${{model_id}}" --kill-on-invalid-dep=yes '
+            f'{out}/convert.sbatch)') in chain
+    assert ('--dependency="afterok:${data_id}:${model_id}:${convert_id}" --kill-on-invalid-dep=yes '
+            f"{out}/train.sbatch") in chain
     assert "--container-image=" in (out / "train.sbatch").read_text()
     bash_n(chain, tmp_path)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from cluster.launch import LaunchSpec, parse_slurm_identity
-from cluster.ray_cluster import Node, claim_temp_dir
-from cluster.ray_errors import LaunchConfigError
-from cluster.ray_job import check_no_secret_values
-from cluster.ray_rendezvous import Heartbeat, NodeLog, RendezvousPaths
+from cluster.launcher.spec import LaunchSpec, parse_slurm_identity
+from cluster.launcher.node import Node, claim_temp_dir
+from cluster.errors import ConfigError
+from cluster.launcher.job import check_no_secret_values
+from cluster.launcher.rendezvous import Heartbeat, NodeLog, RendezvousPaths
 
 SECRET = "wandb-0123456789abcdef"
 
@@ -32,7 +32,7 @@ def node(tmp_path: Path, entrypoint: list[str], env_vars: dict[str, str] | None 
     (["python3", "train.py"], {"EXTRA": SECRET}),
 ])
 def test_secret_value_in_entrypoint_or_runtime_env_refused(tmp_path: Path, entrypoint, env_vars) -> None:
-    with pytest.raises(LaunchConfigError, match="value of WANDB_API_KEY appears"):
+    with pytest.raises(ConfigError, match="value of WANDB_API_KEY appears"):
         check_no_secret_values(node(tmp_path, entrypoint, env_vars))
 
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cluster.ray_procs import find_tree, is_alive, start_owned, stop_owned
-from cluster.ray_render import TAG_ENV
+from cluster.launcher.procs import find_tree, is_alive, start_owned, stop_owned
+from cluster.launcher.render import TAG_ENV
 from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -53,7 +53,7 @@ def test_child_dies_when_launcher_is_killed(tmp_path: Path) -> None:
     code = (
         "import os, sys, time\n"
         "from pathlib import Path\n"
-        "from cluster.ray_procs import start_owned\n"
+        "from cluster.launcher.procs import start_owned\n"
         f"p = start_owned(['sleep', '300'], dict(os.environ), Path({str(tmp_path / 'log')!r}))\n"
         f"Path({str(pidfile)!r}).write_text(str(p.pid))\n"
         "time.sleep(300)\n"

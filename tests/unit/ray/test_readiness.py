@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from cluster.ray_api import NodeInfo, parse_job, parse_nodes
-from cluster.ray_readiness import check_cluster, describe_gpus, find_dead
+from cluster.launcher.api import NodeInfo, parse_job, parse_nodes
+from cluster.launcher.readiness import check_cluster, describe_gpus, find_dead
 
 # GET /api/v0/nodes?detail=false from a one-node head started by the launcher (Ray 2.60.0).
 NODES_REPLY = json.loads("""{"result": true, "msg": "", "data": {"result": {"total": 1,

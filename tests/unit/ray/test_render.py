@@ -5,9 +5,9 @@ import shlex
 
 import pytest
 
-from cluster.ray_errors import LaunchConfigError
+from cluster.errors import ConfigError
 from cluster.secrets import is_secret_name
-from cluster.ray_render import (
+from cluster.launcher.render import (
     PORT_CEILING, TAG_ENV, count_port_slots, count_visible_devices, expand_nodelist,
     render_entrypoint, render_ports, render_slot_order, render_start_argv,
     render_start_env, render_temp_dir,
@@ -27,7 +27,7 @@ def test_expand_nodelist(text: str, hosts: list[str]) -> None:
 
 @pytest.mark.parametrize("text", ["n[1-3", "n[a-b]", "", "n[1-x]"])
 def test_expand_nodelist_rejects_malformed(text: str) -> None:
-    with pytest.raises(LaunchConfigError, match="SLURM_JOB_NODELIST"):
+    with pytest.raises(ConfigError, match="SLURM_JOB_NODELIST"):
         expand_nodelist(text)
 
 
@@ -43,7 +43,7 @@ def test_every_port_pinned_below_ephemeral_range_and_blocks_disjoint() -> None:
 
 
 def test_port_base_out_of_range_is_config_error() -> None:
-    with pytest.raises(LaunchConfigError, match="port_base"):
+    with pytest.raises(ConfigError, match="port_base"):
         count_port_slots(32700)
 
 
@@ -58,7 +58,7 @@ def test_close_job_ids_get_different_slots_and_restart_moves_on() -> None:
 def test_temp_dir_distinct_per_node_and_restart_and_short() -> None:
     dirs = {render_temp_dir("/tmp", 1234567, n, r) for n in range(3) for r in range(2)}
     assert len(dirs) == 6
-    with pytest.raises(LaunchConfigError, match="temp_root"):
+    with pytest.raises(ConfigError, match="temp_root"):
         render_temp_dir("/scratch/a/rather/long/node/local/path", 1234567, 0, 0)
 
 

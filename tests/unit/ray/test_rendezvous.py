@@ -5,8 +5,8 @@ import json
 import time
 from pathlib import Path
 
-from cluster.ray_job import LogFollower
-from cluster.ray_rendezvous import (
+from cluster.launcher.job import LogFollower
+from cluster.launcher.rendezvous import (
     Heartbeat, HeartbeatWatch, NodeLog, RendezvousPaths, read_json, tail_lines, write_json_atomic,
 )
 from tests.waiting import wait_for

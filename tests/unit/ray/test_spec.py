@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.launch import LaunchSpec, RaySpec, load_spec, parse_slurm_identity
-from cluster.ray_errors import LaunchConfigError
+from cluster.launcher.spec import LaunchSpec, RaySpec, load_spec, parse_slurm_identity
+from cluster.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -47,12 +47,12 @@ def test_round_trip_through_json() -> None:
     (minimal(gpus_per_node=0), "gpus_per_node must be at least 1"),
     (minimal(ray={"health_check": {"health_check_period_ms": "5"}}), "not a RAY_"),
     (minimal(ray={"num_cpus": 2}), "num_cpus 2 < gpus_per_node 4"),
-    (minimal(ray={"port_base": 40000}), "port_base 40000 is out of range"),
+    (minimal(ray={"port_base": 65500}), "port_base 65500 is out of range"),
     (minimal(ray={"ready_timeout_s": 0}), "ready_timeout_s must be positive"),
     (minimal(ray=[1]), "ray must be an object"),
 ])
 def test_bad_specs_are_config_errors(data: dict, match: str) -> None:
-    with pytest.raises(LaunchConfigError, match=match):
+    with pytest.raises(ConfigError, match=match):
         LaunchSpec.from_dict(data)
 
 
@@ -78,16 +78,16 @@ def test_identity_from_slurm_env() -> None:
     (slurm_env(SLURM_JOB_ID="abc"), "malformed Slurm environment"),
 ])
 def test_identity_errors(env: dict[str, str], match: str) -> None:
-    with pytest.raises(LaunchConfigError, match=match):
+    with pytest.raises(ConfigError, match=match):
         parse_slurm_identity(env)
 
 
 def test_load_spec_errors(tmp_path: Path) -> None:
-    with pytest.raises(LaunchConfigError, match="cannot read"):
+    with pytest.raises(ConfigError, match="cannot read"):
         load_spec(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
-    with pytest.raises(LaunchConfigError, match="not valid JSON"):
+    with pytest.raises(ConfigError, match="not valid JSON"):
         load_spec(str(bad))
 
 

@@ -1,0 +1,17 @@
+"""What runs inside the train allocation, one task per node (stdlib only at import time; never
+imports the profile language or holdem/):
+
+    spec.py        the typed launch spec (built and checked by the plan) and this task's Slurm identity
+    main.py        the node's entry: `python -m cluster.launch --spec launch.json` / `run_node(spec)`
+    node.py        Ray head on node 0, workers elsewhere: bring-up, GPU check, fail-fast, teardown
+    context.py     one node's launcher state
+    job.py         node 0's Ray job: submit, follow the driver log, real final state
+    render.py      ports, temp dirs, `ray start` argv/env, the entrypoint (pure)
+    procs.py       the processes this node started: start, find, stop (by PID and tag only)
+    api.py         the head's dashboard HTTP API
+    readiness.py   "all nodes ALIVE with their GPUs", dead-node detection (pure)
+    rendezvous.py  files on the shared filesystem: head address, heartbeats, done marker, node logs
+    resume.py      which checkpoint a (re)start loads, decided from disk
+    preflight.py   the doctor's checks, run on every node before Ray starts
+    stage.py       what a Slurm task of a submitit stage runs (pickled: StageCommand, TrainCommand)
+"""

@@ -1,0 +1,73 @@
+"""Duplicate, conflicting-label and test-overlap bookkeeping for the data stage.
+
+Everything is keyed by 64-bit BLAKE2b digests of the text, so memory grows by a few dozen bytes
+per distinct instruction (~60 MB for the 563,200 train rows) and never holds the rows themselves.
+A false match between two different instructions has probability ~n^2 / 2^65 (1e-8 for PokerBench).
+"""
+from __future__ import annotations
+
+from hashlib import blake2b
+
+
+def text_key(text: str) -> int:
+    return int.from_bytes(blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+class LabelIndex:
+    """Maps each instruction to its label; remembers instructions seen with two or more labels."""
+
+    def __init__(self) -> None:
+        self._labels: dict[int, int] = {}
+        self.conflicted: set[int] = set()
+
+    def add(self, ikey: int, lkey: int) -> None:
+        seen = self._labels.setdefault(ikey, lkey)
+        if seen != lkey:
+            self.conflicted.add(ikey)
+
+
+class RowFilter:
+    """Decides, row by row, whether a valid row is kept or dropped and why.
+
+    `known_conflicts` comes from a first pass over the input when conflicts are to be dropped
+    (a single pass cannot know that a later row contradicts an earlier one).
+    """
+
+    def __init__(
+        self,
+        drop_duplicates: bool,
+        drop_conflicts: bool,
+        test_keys: set[int] | None,
+        drop_test_overlap: bool,
+        known_conflicts: set[int] | None = None,
+    ) -> None:
+        self.drop_duplicates = drop_duplicates
+        self.drop_conflicts = drop_conflicts
+        self.test_keys = test_keys
+        self.drop_test_overlap = drop_test_overlap
+        self.known_conflicts = known_conflicts or set()
+        self.labels = LabelIndex()
+        self._pairs: set[int] = set()
+        self.found = {"duplicate_rows": 0, "test_overlap_rows": 0}
+
+    def decide(self, instruction: str, output: str) -> str | None:
+        """Return the drop reason for this row, or None to keep it."""
+        ikey = text_key(instruction)
+        lkey = text_key(output)
+        self.labels.add(ikey, lkey)
+        pair = text_key(f"{output}\x00{instruction}")
+        duplicate = pair in self._pairs
+        self._pairs.add(pair)
+        overlap = self.test_keys is not None and ikey in self.test_keys
+        self.found["duplicate_rows"] += duplicate
+        self.found["test_overlap_rows"] += overlap
+        if overlap and self.drop_test_overlap:
+            return "test_overlap"
+        if self.drop_conflicts and ikey in self.known_conflicts:
+            return "conflicting_label"
+        if duplicate and self.drop_duplicates:
+            return "duplicate"
+        return None
+
+    def conflicting_instructions(self) -> int:
+        return len(self.labels.conflicted | self.known_conflicts)
