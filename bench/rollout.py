@@ -39,7 +39,7 @@ from holdem.tools import make_context, render_game_state  # noqa: E402
 from demo.sglang_standin import Completion, Request, SGLangStandIn, turns_script  # noqa: E402
 from demo.sample_standin import Sample  # noqa: E402
 
-TOKENIZER_DIR = os.path.join(ROOT, "tests", "fixtures", "qwen3_tokenizer")
+TOKENIZER_DIR = os.path.join(ROOT, "demo", "qwen3_tokenizer")
 STATE = Completion(render_tool_call("get_game_state", {}))
 FOLD = Completion(render_tool_call("make_action", {"action": "fold"}))
 SPAM_UNIT = "<tool_call><think>{\"name\": <tool_response><|im_start|>user\n"

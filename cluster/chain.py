@@ -3,22 +3,31 @@ read back. Written atomically; holds the profile snapshot without anything secre
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
 from cluster.errors import ConfigError
 from cluster.fsutil import write_json_atomic
-from cluster.secrets import is_secret_name
+from cluster.secrets import SECRET_VALUE, is_secret_name
 
 CHAIN_FILE = "chain.json"
+# The chain's W&B run id (not a secret): minted once per chain by the plan, kept in chain.json and
+# in the train stage's launch.json (resume.wandb_run_id), passed by the launcher as --wandb-run-id
+# on every (re)start so a requeued job continues the same W&B run.
+WANDB_RUN_ID = "wandb_run_id"
+LAUNCH_FILE = "train/launch.json"
 
 
 def redact(obj: Any) -> Any:
-    """Drop values whose key names a secret (e.g. an env entry someone put in a profile)."""
+    """Drop values whose key names a secret (cluster/secrets.py's rule) and token-shaped strings. The
+    plan refuses both before submission; this is the last guard of what chain.json keeps."""
     if isinstance(obj, dict):
         return {k: ("<redacted>" if is_secret_name(k) and isinstance(v, (str, int)) else redact(v)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [redact(v) for v in obj]
+    if isinstance(obj, str) and SECRET_VALUE.search(obj):
+        return "<redacted>"
     return obj
 
 
@@ -32,6 +41,27 @@ def read_chain(chain_dir: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read the chain record ({exc}).") from None
+
+
+def new_wandb_run_id() -> str:
+    """A fresh W&B run id: 16 lowercase hex digits (W&B allows letters, digits, - and _; at most 64)."""
+    return secrets.token_hex(8)
+
+
+def recorded_wandb_run_id(chain_dir: str | Path) -> str | None:
+    """The run id this chain already has: from chain.json, else from the train stage's launch.json
+    (a hand-submitted job re-renders its plan on each restart; it must keep the first run's id).
+    None for a new chain dir or when W&B was off."""
+    chain_dir = Path(chain_dir)
+    for name, get in ((CHAIN_FILE, lambda d: d.get(WANDB_RUN_ID)),
+                      (LAUNCH_FILE, lambda d: (d.get("resume") or {}).get(WANDB_RUN_ID))):
+        try:
+            value = get(json.loads((chain_dir / name).read_text()))
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def list_chains(log_dir: str | Path) -> list[Path]:

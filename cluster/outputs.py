@@ -10,7 +10,11 @@ import re
 from pathlib import Path
 
 TRACKER = "latest_checkpointed_iteration.txt"
-_ITER = re.compile(r"^iter_(\d{7})$")
+DIST_METADATA = "metadata.json"  # torch_dist: written last, only when the save is complete
+LEGACY_WEIGHTS = "model_optim_rng.pt"  # legacy non-distributed saves: mp_rank_*/model_optim_rng.pt
+_ITER = re.compile(r"iter_([0-9]{7,})")
+_DIGITS = re.compile(r"[0-9]+")
+_SMALL_FILE = 1 << 16  # tracker and metadata.json are a few bytes; never read more
 _PROBE_ROWS = 3
 _CHUNK = 1 << 22
 
@@ -53,7 +57,13 @@ def check_jsonl(path: str | Path, keys: tuple[str, ...] = (), verify_checksum: b
     A JSONL without its stats file is what a killed run leaves (or another tool wrote): not complete,
     so the stage runs again. Cheap: a stat, a small JSON read, a few rows and a newline count.
     Returns (complete, why)."""
-    path = Path(path)
+    try:
+        return _check_jsonl(Path(path), keys, verify_checksum)
+    except OSError as exc:  # a dir we may not enter, a file that vanished between two looks
+        return False, f"{path} is unreadable ({exc.strerror or exc})"
+
+
+def _check_jsonl(path: Path, keys: tuple[str, ...], verify_checksum: bool) -> tuple[bool, str]:
     stats = stats_path_for(path)
     if not path.is_file():
         return False, f"{path} does not exist"
@@ -64,7 +74,7 @@ def check_jsonl(path: str | Path, keys: tuple[str, ...] = (), verify_checksum: b
     try:
         meta = json.loads(stats.read_text(encoding="utf-8"))
         declared, size = int(meta["rows_out"]), int(meta["bytes"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:
         return False, f"{stats} is unreadable ({type(exc).__name__}: {exc})"
     actual = path.stat().st_size
     if actual != size:
@@ -96,7 +106,13 @@ def _probe_rows(path: Path, keys: tuple[str, ...]) -> str | None:
 
 def check_hf_dir(path: str | Path) -> tuple[bool, str]:
     """An HF checkpoint dir: config.json and weights (every shard its index names)."""
-    path = Path(path)
+    try:
+        return _check_hf_dir(Path(path))
+    except OSError as exc:
+        return False, f"{path} is unreadable ({exc.strerror or exc})"
+
+
+def _check_hf_dir(path: Path) -> tuple[bool, str]:
     if not (path / "config.json").is_file():
         return False, f"{path}/config.json does not exist"
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
@@ -116,20 +132,87 @@ def check_hf_dir(path: str | Path) -> tuple[bool, str]:
     return True, f"{path} has config.json and {len(weights)} weight file(s)"
 
 
+def checkpoint_dir_complete(path: str | Path) -> tuple[bool, str]:
+    """Megatron's own rule for one checkpoint dir (`release/` or `iter_NNNNNNN/`): a torch_dist save
+    is complete once `metadata.json` is in it (Megatron writes it LAST, after `common.pt`, the
+    `.distcp` shards and `.metadata`; `check_is_distributed_checkpoint` looks for it); a legacy
+    save once every `mp_rank_*/` holds `model_optim_rng.pt`. `common.pt` or `.metadata` alone is
+    what a save killed half-way leaves, and proves nothing."""
+    path = Path(path)
+    meta = path / DIST_METADATA
+    try:
+        if meta.is_file():
+            return _check_dist_metadata(meta)
+        ranks = sorted(p for p in path.glob("mp_rank_*") if p.is_dir())
+    except OSError as exc:
+        return False, f"{path} is unreadable ({exc.strerror or exc})"
+    if ranks:
+        missing = [r.name for r in ranks if not (r / LEGACY_WEIGHTS).is_file()]
+        if missing:
+            return False, f"{path} is a partial legacy save: {missing[0]}/{LEGACY_WEIGHTS} is missing"
+        return True, f"{path} holds {LEGACY_WEIGHTS} in all {len(ranks)} mp_rank_* dir(s)"
+    seen = _partial_markers(path)
+    return False, f"{path} has no {DIST_METADATA}" + (f" (only {seen}: a save that did not finish)" if seen else "")
+
+
+def _check_dist_metadata(meta: Path) -> tuple[bool, str]:
+    try:
+        with meta.open("rb") as fh:
+            data = json.loads(fh.read(_SMALL_FILE))
+    except (OSError, ValueError, RecursionError) as exc:
+        return False, f"{meta} is unreadable ({type(exc).__name__}: {exc})"
+    if not isinstance(data, dict) or "sharded_backend" not in data:
+        return False, f"{meta} is not Megatron's checkpoint metadata (no 'sharded_backend')"
+    return True, f"{meta.parent} holds {DIST_METADATA} ({data['sharded_backend']})"
+
+
+def _partial_markers(path: Path) -> str:
+    try:
+        names = [n for n in ("common.pt", ".metadata") if (path / n).exists()]
+        shards = sum(1 for _ in path.glob("*.distcp"))
+    except OSError:
+        return ""
+    return ", ".join(names + ([f"{shards} .distcp shard(s)"] if shards else []))
+
+
+def _read_tracker(tracker: Path) -> tuple[str | None, str]:
+    """The dir name a tracker file names (`release` or `iter_NNNNNNN`), or None and why not."""
+    try:
+        with tracker.open("rb") as fh:
+            raw = fh.read(_SMALL_FILE)
+        text = raw.decode("ascii").strip()
+    except OSError as exc:
+        return None, f"{tracker} is unreadable ({exc.strerror or exc})"
+    except UnicodeDecodeError:
+        return None, f"{tracker} is not text (an iteration number or 'release' expected)"
+    if text == "release":
+        return "release", ""
+    if _DIGITS.fullmatch(text):
+        return f"iter_{int(text):07d}", ""
+    return None, f"{tracker} holds {text[:40]!r}, neither an iteration nor 'release'"
+
+
 def megatron_checkpoint(path: str | Path) -> tuple[Path | None, str]:
-    """The complete checkpoint a Megatron dir's tracker names (`release/` or `iter_NNNNNNN/`)."""
+    """The checkpoint a Megatron dir's tracker names (`release/` or `iter_NNNNNNN/`), when that
+    dir is complete (`checkpoint_dir_complete`); else None and why."""
     path = Path(path)
     tracker = path / TRACKER
-    if not tracker.is_file():
+    try:
+        present = tracker.is_file()
+    except OSError as exc:
+        return None, f"{path} is unreadable ({exc.strerror or exc})"
+    if not present:
         return None, f"{path} has no {TRACKER}"
-    text = tracker.read_text().strip()
-    name = "release" if text == "release" else (f"iter_{int(text):07d}" if text.isdigit() else None)
+    name, why = _read_tracker(tracker)
     if name is None:
-        return None, f"{tracker} holds {text!r}, neither an iteration nor 'release'"
+        return None, why
     target = path / name
-    if not target.is_dir() or not any(target.iterdir()):
-        return None, f"{tracker} names {name}/, which is missing or empty"
-    return target, f"{path}: {TRACKER} names {name}/, which is present"
+    if not target.is_dir():
+        return None, f"{tracker} names {name}/, which is missing"
+    complete, why = checkpoint_dir_complete(target)
+    if not complete:
+        return None, f"{tracker} names {name}/, which is not complete: {why}"
+    return target, f"{path}: {TRACKER} names {name}/, which is complete ({why})"
 
 
 def check_megatron_dir(path: str | Path) -> tuple[bool, str]:
@@ -144,8 +227,12 @@ def newest_complete_checkpoint(path: str | Path) -> tuple[Path | None, str]:
     if found is not None:
         return found, reason
     path = Path(path)
-    iters = sorted((p for p in path.glob("iter_*") if _ITER.match(p.name) and p.is_dir()), reverse=True)
-    for candidate in iters:
-        if (candidate / ".metadata").exists() or (candidate / "common.pt").exists():
+    try:
+        iters = sorted(((int(m.group(1)), p) for p in path.glob("iter_*")
+                        if (m := _ITER.fullmatch(p.name)) and p.is_dir()), reverse=True)
+    except OSError as exc:
+        return None, f"{reason}; {path} is unreadable ({exc.strerror or exc})"
+    for _, candidate in iters:
+        if checkpoint_dir_complete(candidate)[0]:
             return candidate, f"{reason}; newest complete is {candidate.name}/"
-    return None, reason
+    return None, f"{reason}; no complete iter_* dir either" if iters else reason

@@ -178,7 +178,7 @@ class _Constructor(yaml.constructor.SafeConstructor):
 
 _Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)
 _Constructor.add_constructor("tag:yaml.org,2002:float", _Constructor.construct_yaml_float)
-_Constructor.add_constructor("tag:yaml.org,2002:map", yaml.constructor.SafeConstructor.construct_yaml_map)
+_Constructor.add_constructor(None, _Constructor.construct_undefined)  # every other tag
 
 if getattr(yaml, "__with_libyaml__", False):
     class _Loader(yaml.cyaml.CParser, _Constructor, _Resolver):  # libyaml parses; our rules construct
@@ -233,6 +233,9 @@ def _one_line(text: Any) -> str:
 def parse_yaml(text: str, source: str, fix: str = "Fix the file.", lines: bool = True) -> Any:
     """One YAML document under the profile rules -> plain Python values; ProfileError (one line,
     starting with `source`, with line:column when `lines`) for anything else."""
+    bad = re.search(r"[\ud800-\udfff]", text)
+    if bad:  # undecodable bytes (e.g. from a non-UTF-8 command line) cannot be YAML text
+        raise ProfileError(f"{source}: contains bytes that are not UTF-8 text ({bad.group()!r}). {fix}")
     try:
         _check_events(text)
         loader = _Loader(text)
@@ -374,8 +377,12 @@ def _resolve_key(data: dict, key: str, source: str) -> Path_:
     if is_secret_name(key.rpartition(".")[2]):
         raise ProfileError(f"{source} {key}: a secret never goes on the command line or into a profile; "
                            f"{export_hint(key.rpartition('.')[2])}.")
+    if key in TOP_LEVEL:
+        raise ProfileError(f"{source} {key}: {key} is read from the profile files only; write it in the profile.")
     if "." in key:
         return tuple(key.split("."))
+    if key in data or key in SLIME_SECTIONS + OTHER_SECTIONS:
+        return (key,)  # a whole section
     hits = _find_bare(data, key)
     if len(hits) == 1:
         return hits[0]
@@ -655,6 +662,7 @@ def load_profile(name: str, sets: Iterable[str] = (), env: Mapping[str, str] | N
     _check_secrets(data, where, env)
     _check_leaves(data, where)
     _validate(data, where)
+    _check_required(data, where)  # before references: a missing section is named, not a dangling {ref}
     _absolute_paths(data, cwd)
     data = resolve_refs(data, where)
     _validate_stages(data.get("stages") or {}, where)  # resolved references get their types checked

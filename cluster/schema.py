@@ -17,13 +17,13 @@ SLIME_SECTIONS = (
     "topology", "parallel", "rollout", "dynamic_sampling", "sglang", "algorithm", "model",
     "misc", "plugins", "checkpoint", "eval", "paths", "wandb",
 )
-OTHER_SECTIONS = ("env", "slurm", "ray", "stages", "container")
+OTHER_SECTIONS = ("env", "slurm", "ray", "stages", "container", "watchdog")
 TOP_LEVEL = ("extends", "description")
 
 # Free-form maps: any key allowed, values are strings (environment) or sbatch options.
 OPEN_MAPS = {("env",), ("slurm", "extra"), ("ray", "health_check"), ("container", "env")}
 
-# Our own keys: dotted path -> type. Types: int+ (>0), int0 (>=0), bool, str, str?, list, map,
+# Our own keys: dotted path -> type. Types: int+ (>0), int0 (>=0), bool, str, str?, list, argv (list of words), map,
 # auto-bool ("auto"|true|false), runtime, ray-auth ("token"|"disabled"), duration (a Slurm time limit).
 OUR_KEYS: dict[str, str] = {
     "eval.enabled": "bool",
@@ -45,6 +45,8 @@ OUR_KEYS: dict[str, str] = {
     "slurm.extra": "map",
     "slurm.max_restarts": "int0",
     "slurm.signal_grace_s": "int+",
+    # true: the compute nodes (convert, train) have no internet: HF_HUB_OFFLINE=1, W&B must be offline
+    "slurm.compute_offline": "bool",
     "ray.object_store_memory": "int+",
     "ray.num_cpus": "int+?",
     "ray.node_ip": "str?",
@@ -56,15 +58,25 @@ OUR_KEYS: dict[str, str] = {
     "ray.heartbeat_timeout_s": "int+",
     "ray.head_lost_s": "int+",
     "ray.auth": "ray-auth",
+    # the stall watchdog on node 0 (cluster/launcher/watchdog.py): seconds without progress; null = off
+    "watchdog.stall_s": "int+?",
+    "watchdog.on_stall": "on-stall",
     "container.runtime": "runtime",
     "container.image": "str?",
     "container.mounts": "list",
     "container.env": "map",
+    # true: the image has slime pip-installed, so the convert/train PYTHONPATH leaves paths.slime_dir out
+    "container.slime_installed": "bool",
 }
 # Keys of each stage (stages.<name>.<key>) and of a stage's slurm overrides.
-STAGE_NAMES = ("data", "model", "convert", "train")
-STAGE_KEYS = {"command": "list", "slurm": "map", "source": "str", "split": "str", "repo": "str",
-              "entrypoint": "list", "working_dir": "str?", "preflight": "bool"}
+STAGE_NAMES = ("data", "model", "convert", "train", "eval", "sync")
+STAGE_KEYS = {"command": "argv", "slurm": "map", "source": "str", "split": "str", "repo": "str", "revision": "str?",
+              "entrypoint": "argv", "working_dir": "str?", "preflight": "bool",
+              # stages.<name>.enabled: in the chain when --stages is not given (eval: off unless true)
+              "enabled": "bool",
+              # the eval stage (cluster/launcher/evaluate.py): export and server commands, what to score
+              "export": "argv", "server": "argv", "mode": "str", "limit": "int+?", "server_timeout_s": "int+",
+              "port_base": "int+", "tmp_root": "str"}
 STAGE_SLURM_KEYS = {"nodes": "int+", "gpus_per_node": "int0", "tasks_per_node": "int+",
                     "cpus_per_task": "int+?", "mem": "str?", "time": "duration", "exclusive": "bool",
                     "partition": "str?", "constraint": "str?"}
@@ -201,9 +213,20 @@ def coerce_ours(type_: str, value: Any) -> Any:
         return value
     if base == "duration":
         return _duration(value)
+    if base == "on-stall":
+        if value not in ("fail", "requeue"):
+            raise BadValue("must be fail (end the job) or requeue (scontrol requeue it)")
+        return value
     if base == "runtime":
         if value not in ("none", "pyxis", "apptainer"):
             raise BadValue("must be one of none, pyxis, apptainer")
+        return value
+    if base == "argv":
+        if not isinstance(value, list):
+            raise BadValue("expected a list of command-line words, e.g. [python3, train.py]")
+        for word in value:
+            if word is None or isinstance(word, (bool, list, dict)):
+                raise BadValue(f"each word must be a string or a number, got {word!r}")
         return value
     if base == "list":
         if not isinstance(value, list):

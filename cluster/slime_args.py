@@ -12,10 +12,9 @@ from typing import Any
 from cluster.errors import ConfigError
 from cluster.profile import Profile
 from cluster.schema import OUR_KEYS, SLIME_SECTIONS
+from cluster.secrets import export_hint, is_secret_name
 from cluster.slime_flags import load_flag_table
 
-# Never on argv: argv is visible in `ps` and in Ray's job table. These come from the environment.
-SECRET_FLAGS = {"wandb-key", "hf-token"}
 # Sections rendered only when their switch is on.
 _SWITCHED = {"eval": "eval.enabled", "wandb": "wandb.use-wandb"}
 
@@ -36,9 +35,10 @@ def render_flag(name: str, value: Any) -> list[str]:
         hint = flags.closest(name)
         raise ConfigError(f"slime flag --{name} is not in the pinned list (cluster/slime_flags.txt)"
                           f"{f'; did you mean --{hint}?' if hint else ''}. slime would silently ignore it.")
-    if name in SECRET_FLAGS:
-        raise ConfigError(f"--{name} would put a secret on the command line; pass it in the environment "
-                          "(WANDB_API_KEY, HF_TOKEN) and remove it from the profile.")
+    if is_secret_name(name) and value is not None and value is not False:
+        # never on argv: argv is visible in `ps`, chain.json and Ray's job table (cluster/secrets.py)
+        raise ConfigError(f"--{name} would put a secret on the command line; remove it from the profile and "
+                          f"{export_hint(name)}.")
     if value is None or value is False:
         return []
     if info.kind == "flag":

@@ -150,9 +150,12 @@ def cancel_jobs(job_ids: Sequence[str]) -> None:
         run_slurm(["scancel", *job_ids], check=False)
 
 
-def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None) -> dict[str, Any]:
+def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None, upstream: dict[str, str] | None = None,
+                upstream_stages: Plan | None = None) -> dict[str, Any]:
     """Submit every stage that is not skipped, in order, recording the chain. If Slurm refuses a
-    stage, cancel the stages already submitted so nothing is left half-submitted."""
+    stage, cancel the stages already submitted so nothing is left half-submitted. A sweep point
+    passes `upstream` (stage -> job id of the shared stages its dependencies name) and their plan,
+    which the record lists first (marked `shared`)."""
     require_slurm()
     chain_dir = Path(plan.chain_dir)
     chain_dir.mkdir(parents=True, exist_ok=True)
@@ -162,30 +165,40 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None) -> dict[
     for stage in plan.stages:  # stages write into these; tools like holdem.data refuse a missing dir
         if not stage.skip and stage.output:
             Path(stage.output).parent.mkdir(parents=True, exist_ok=True)
-    job_ids: dict[str, str] = {}
-    record = _record(plan, job_ids, profile_data)
+    job_ids: dict[str, str] = dict(upstream or {})
+    own: dict[str, str] = {}
     try:
         for stage in plan.stages:
             if not stage.skip:
-                job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids)
+                own[stage.name] = job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids)
     except SlurmError as exc:
-        cancel_jobs(list(job_ids.values()))
-        done = ", ".join(f"{n} ({j})" for n, j in job_ids.items())
-        record = _record(plan, job_ids, profile_data, failed=str(exc))
+        cancel_jobs(list(own.values()))
+        done = ", ".join(f"{n} ({j})" for n, j in own.items())
+        record = _record(plan, own, profile_data, failed=str(exc), upstream=upstream_stages, upstream_ids=upstream)
         write_chain(chain_dir, record)
         raise SlurmError(f"{exc}. Cancelled what was already submitted: {done}." if done else str(exc)) from None
-    record = _record(plan, job_ids, profile_data)
+    record = _record(plan, own, profile_data, upstream=upstream_stages, upstream_ids=upstream)
     write_chain(chain_dir, record)
     record["summary"] = render_summary(plan, job_ids)
     return record
 
 
-def _record(plan: Plan, job_ids: dict[str, str], profile_data: dict[str, Any] | None, failed: str | None = None) -> dict[str, Any]:
+def _record(plan: Plan, job_ids: dict[str, str], profile_data: dict[str, Any] | None, failed: str | None = None,
+            upstream: Plan | None = None, upstream_ids: dict[str, str] | None = None) -> dict[str, Any]:
     out = plan.to_dict()
     for stage in out["stages"]:
         stage["job_id"] = job_ids.get(stage["name"])
         stage["log_dir"] = f"{plan.chain_dir}/{stage['name']}/{stage['job_id']}" if stage["job_id"] else None
         stage.pop("launch", None)
+    if upstream is not None:  # a sweep point: the shared stages it depends on, with their own log dirs
+        shared = upstream.to_dict()["stages"]
+        for stage in shared:
+            stage["job_id"] = (upstream_ids or {}).get(stage["name"])
+            stage["log_dir"] = f"{upstream.chain_dir}/{stage['name']}/{stage['job_id']}" if stage["job_id"] else None
+            stage["shared"] = True
+            stage.pop("launch", None)
+        out["stages"] = shared + out["stages"]
+        out["upstream_chain"] = upstream.chain_id
     out.update(user=getpass.getuser(), submitted_at=time.time(), submit_failed=failed,
                profile_snapshot=redact(profile_data or {}))
     return out

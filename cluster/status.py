@@ -11,6 +11,8 @@ from typing import Any, Sequence
 from cluster.chain import find_chain, list_chains, read_chain
 from cluster.cli import ArgumentParser, run_cli
 from cluster.slurm import JobInfo, query_jobs
+from cluster.sweep_status import SWEEP_FILE, add_eval_scores, eval_lines, render_sweep, sweep_status
+from cluster.triage import add_causes
 
 COLUMNS = ("stage", "job_id", "state", "nodes", "elapsed", "restarts", "exit_code", "log_dir")
 
@@ -92,6 +94,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     fmt = "  ".join(f"{{:{w}}}" for w in widths)
     out = [fmt.format(*header)] + [fmt.format(*c) for c in cells]
     out += [f"  {r['stage']}: {r['reason']}" for r in rows if r["reason"] and r["state"] != "COMPLETED"]
+    out += [f"  {r['stage']}: cause: {r['cause']}" for r in rows if r.get("cause")]
+    out += eval_lines(rows)  # the eval stage's scores, trained vs starting model (cluster/sweep_status.py)
     for r in rows:
         for run in r.get("runs", []):
             if "source" in run:
@@ -99,6 +103,8 @@ def render_table(rows: list[dict[str, Any]]) -> str:
                 out.append(f"  {r['stage']} run {run['restart']}: resumed from {what} [{run['source']}]")
             if run.get("final") and run["final"] != "succeeded":
                 out.append(f"  {r['stage']} run {run['restart']}: {run['final']}: {run['message']}")
+            if run.get("cause"):
+                out.append(f"  {r['stage']} run {run['restart']}: cause: {run['cause']}")
             if run.get("ray_logs"):
                 out.append(f"  {r['stage']} run {run['restart']}: Ray's own log tails (raylet, GCS, workers): {run['ray_logs']}")
     return "\n".join(line.rstrip() for line in out)
@@ -108,6 +114,8 @@ def chain_status(chain_dir: Path) -> dict[str, Any]:
     record = read_chain(chain_dir)
     jobs = query_jobs(str(s.get("job_id")) for s in record.get("stages", []) if s.get("job_id"))
     rows = stage_rows(record, jobs)
+    add_eval_scores(record, rows)
+    add_causes(rows, {j: info.slurm_state for j, info in jobs.items()})  # one-line failure causes (cluster/triage.py)
     return {"chain_id": record.get("chain_id"), "profile": record.get("profile"), "chain_dir": str(chain_dir),
             "state": chain_state(rows), "stages": rows}
 
@@ -126,6 +134,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.ref:
         chain_dir, _stage = find_chain(args.ref, args.log_dir)
+        if (chain_dir / SWEEP_FILE).is_file() and _stage is None:  # a sweep: one row per point
+            sweep = sweep_status(chain_dir, chain_status)
+            print(json.dumps(sweep, indent=2) if args.json else render_sweep(sweep))
+            return 0
         status = chain_status(chain_dir)
         if args.json:
             print(json.dumps(status, indent=2))

@@ -2,8 +2,9 @@
 Megatron layout) and its rollout report file.
 
 After rollout r (0-based, as slime numbers them) the driver saves `<save>/iter_{r:07d}/` holding a
-`.metadata` file (JSON: the rollout id and what the demo needs to continue), then points the
-tracker `latest_checkpointed_iteration.txt` at it. The dir is built under a temporary name and
+`.metadata` file (JSON: the rollout id and what the demo needs to continue) and, last, Megatron's
+`metadata.json` (what makes a checkpoint dir complete, cluster.outputs.checkpoint_dir_complete), then
+points the tracker `latest_checkpointed_iteration.txt` at it. The dir is built under a temporary name and
 renamed into place, and the tracker moves only after that, so a save killed half-way is never
 taken: the launcher's resume logic (cluster/launcher/resume.py) and slime see the previous one.
 
@@ -22,10 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from cluster.fsutil import write_atomic, write_json_atomic
-from cluster.outputs import TRACKER, megatron_checkpoint
+from cluster.outputs import DIST_METADATA, TRACKER, checkpoint_dir_complete, megatron_checkpoint
 from demo.report import summarize_run
 
 REPORT = "report.json"
+# Megatron's torch_dist metadata.json, as a real save writes it (../shared/SLIME.md).
+MEGATRON_METADATA = {"sharded_backend": "torch_dist", "sharded_backend_version": 1,
+                     "common_backend": "torch", "common_backend_version": 1}
 
 
 class ResumeError(RuntimeError):
@@ -43,7 +47,7 @@ def iter_dir(save: Path, rollout_id: int) -> Path:
 
 
 def save_marker(save: Path, rollout_id: int, state: dict[str, Any]) -> Path:
-    """Write iter_NNNNNNN/.metadata, then the tracker; returns the iter dir."""
+    """Write iter_NNNNNNN/.metadata and metadata.json (last), then the tracker; returns the iter dir."""
     save.mkdir(parents=True, exist_ok=True)
     final = iter_dir(save, rollout_id)
     partial = save / f".{final.name}.partial-{os.getpid()}"
@@ -51,6 +55,7 @@ def save_marker(save: Path, rollout_id: int, state: dict[str, Any]) -> Path:
     partial.mkdir()
     meta = {"demo_stand_in": True, "iteration": rollout_id, "saved_at": time.time(), **state}
     (partial / ".metadata").write_text(json.dumps(meta, indent=2) + "\n")
+    (partial / DIST_METADATA).write_text(json.dumps(MEGATRON_METADATA))
     if final.exists():  # an earlier attempt got this far but not to the tracker
         shutil.rmtree(final)
     os.replace(partial, final)
@@ -65,8 +70,9 @@ def load_marker(load: Path, ckpt_step: int | None) -> Loaded | None:
         return None
     if ckpt_step is not None:
         target = iter_dir(load, ckpt_step)
-        if not (target / ".metadata").is_file():
-            raise ResumeError(f"--load {load} --ckpt-step {ckpt_step}: {target}/.metadata does not exist")
+        complete, why = checkpoint_dir_complete(target)
+        if not complete:
+            raise ResumeError(f"--load {load} --ckpt-step {ckpt_step}: {why}")
         return Loaded(ckpt_step, target)
     target, why = megatron_checkpoint(load)
     if target is None:

@@ -92,3 +92,13 @@ def decide(state: dict) -> dict:
     if "call" in legal and (level >= 1 or to_call <= pot / 4):
         return {"action": "call"}
     return {"action": "fold"}
+
+
+def passive_script(request: Request) -> Completion:
+    """The eval stand-in's starting model: reads the state, then checks when it can, else calls
+    (never folds, never raises): a weak baseline for the trained policy to beat."""
+    last = _last_tool_response(request.text)
+    if last is None or "legal_actions" not in last:
+        return Completion(tool_call("get_game_state", {}))
+    legal = {a.get("action") for a in last.get("legal_actions", [])}
+    return Completion(tool_call("make_action", {"action": "check" if "check" in legal else "call" if "call" in legal else "fold"}))

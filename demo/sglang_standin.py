@@ -127,6 +127,7 @@ class SGLangStandIn:
     async def _listen(self) -> None:
         app = web.Application()
         app.router.add_post("/generate", self._generate)
+        app.router.add_get("/health", self._health)  # what the eval stage waits for, as on SGLang
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -136,6 +137,9 @@ class SGLangStandIn:
     async def _shutdown(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
+
+    async def _health(self, _request: web.Request) -> web.Response:
+        return web.Response(text="ok")
 
     async def _generate(self, http_request: web.Request) -> web.Response:
         body = await http_request.json()

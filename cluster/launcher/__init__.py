@@ -8,7 +8,9 @@ imports the profile language or holdem/):
     job.py         node 0's Ray job: submit, follow the driver log, real final state
     render.py      ports, temp dirs, `ray start` argv/env, the entrypoint (pure)
     procs.py       the processes this node started: start, find, stop (by PID and tag only)
-    api.py         the head's dashboard HTTP API
+    api.py         the head's dashboard HTTP API (every call sends the run's token)
+    auth.py        per-run Ray token: create (0600), read, delete; RAY_AUTH_MODE always explicit
+    ray_logs.py    tails of Ray's node-local session logs kept in the run's log dir on failure
     readiness.py   "all nodes ALIVE with their GPUs", dead-node detection (pure)
     rendezvous.py  files on the shared filesystem: head address, heartbeats, done marker, node logs
     resume.py      which checkpoint a (re)start loads, decided from disk

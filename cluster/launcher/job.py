@@ -15,8 +15,9 @@ from cluster.launcher.context import Node
 from cluster.launcher.ray_logs import strip_ansi
 from cluster.launcher.readiness import find_dead
 from cluster.launcher.render import render_entrypoint
-from cluster.secrets import is_secret_name
+from cluster.secrets import secret_env_values, value_exposed
 from cluster.launcher.rendezvous import tail_lines, write_json_atomic
+from cluster.launcher.watchdog import Watchdog
 
 
 STATUS_EVERY_S = 0.5
@@ -52,29 +53,40 @@ def check_no_secret_values(node: Node) -> None:
     runtime env that carries the value of one (both land in Ray's job table and in logs)."""
     spec = node.spec
     exposed = [*spec.entrypoint, *spec.env_vars.values(), spec.working_dir or ""]
-    for name, value in node.env.items():
-        if is_secret_name(name) and len(value) >= 8 and any(value in item for item in exposed):
+    for name, value in secret_env_values(node.env).items():  # any length: a short secret is still one
+        if any(value_exposed(value, item) for item in exposed):
             raise ConfigError(
                 f"{node.what}: the value of {name} appears in the entrypoint or env_vars; it would "
                 f"be stored in Ray's job table. Drop it there (e.g. --wandb-key): the driver gets "
                 f"{name} from the environment")
 
 
+def wandb_run_flags(spec) -> list[str]:
+    """`--wandb-run-id <the chain's id>` on every start (the plan minted it once per chain), so a
+    requeued job continues the same W&B run; nothing when W&B is off or the entrypoint sets one."""
+    run_id = (spec.resume or {}).get("wandb_run_id")
+    if not run_id or any(w == "--wandb-run-id" or w.startswith("--wandb-run-id=") for w in spec.entrypoint):
+        return []
+    return ["--wandb-run-id", run_id]
+
+
 def resumed_entrypoint(node: Node) -> list[str]:
     """The entrypoint plus `--load` (and `--ckpt-step`) decided from disk alone, so a requeued
-    run resumes even when no signal handler ran; logged and recorded in resume.json."""
+    run resumes even when no signal handler ran, and the chain's `--wandb-run-id`; logged and
+    recorded in resume.json."""
     from cluster.launcher.resume import resolve_resume
 
     spec = node.spec
+    wandb = wandb_run_flags(spec)
     if not spec.resume or "--load" in spec.entrypoint:
-        return list(spec.entrypoint)
+        return [*spec.entrypoint, *wandb]
     info = resolve_resume(spec.resume.get("load_ckpt"), spec.resume.get("save_dir"), spec.resume.get("ref_load"))
     extra = [word for key, value in info.flags.items() for word in (f"--{key}", str(value))]
-    node.log.mark(f"resume: {info.reason}")
+    node.log.mark(f"resume: {info.reason}" + (f"; W&B run {wandb[1]}" if wandb else ""))
     write_json_atomic(node.paths.log_dir / "resume.json", {
         "restart": node.ident.restart, "source": info.source, "checkpoint": info.checkpoint,
-        "flags": extra, "reason": info.reason, "time": time.time()})
-    return [*spec.entrypoint, *extra]
+        "flags": extra, "reason": info.reason, "wandb_run_id": wandb[1] if wandb else None, "time": time.time()})
+    return [*spec.entrypoint, *extra, *wandb]
 
 
 def run_job(node: Node, base: str, guard: Callable[[], None]) -> None:
@@ -116,9 +128,11 @@ def _follow(node: Node, base: str, sid: str, follower: LogFollower,
             guard: Callable[[], None]) -> ray_api.JobInfo:
     last_ok = next_status = time.monotonic()
     lost_s = node.spec.ray.head_lost_s
+    watch = Watchdog(node)  # watchdog.stall_s: no progress that long -> stacks dumped, job ended
     while True:
         guard()
         follower.pump()
+        watch.check()
         now = time.monotonic()
         if now >= next_status:
             next_status = now + STATUS_EVERY_S

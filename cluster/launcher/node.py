@@ -36,6 +36,7 @@ from cluster.launcher.rendezvous import (
 
 from cluster.launcher.context import Node
 from cluster.launcher.spec import LaunchSpec, SlurmIdentity
+from cluster.launcher.watchdog import answer_stack_request
 
 T = TypeVar("T")
 POLL_S = 0.1
@@ -474,6 +475,7 @@ def _run_worker(node: Node) -> None:
     head_watch = HeartbeatWatch({0: paths.heartbeat(0)}, r.heartbeat_timeout_s)
 
     def guard() -> None:
+        answer_stack_request(node)  # the watchdog on node 0 asked for this node's Python stacks
         node.guard_child()
         node.beat.beat()
         lost = head_watch.check()

@@ -3,7 +3,9 @@ the checkpoint dir), so a requeue that ran no signal handler still resumes corre
 
 Order: LOAD_CKPT / paths.load when given; else paths.save when it holds a complete checkpoint
 (the tracker's, or — when the tracker names a missing or partial dir — the newest complete
-`iter_*`, selected with --ckpt-step); else nothing, and slime starts from --ref-load.
+`iter_*`, selected with --ckpt-step); else nothing, and slime starts from --ref-load. Complete is
+Megatron's own rule (`metadata.json` in the dir, or legacy `mp_rank_*/model_optim_rng.pt`):
+cluster.outputs.checkpoint_dir_complete.
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def resolve_resume(load_ckpt: str | None, save_dir: str | None, ref_load: str | 
             step = int(found.name.removeprefix("iter_"))
             return ResumeInfo({"load": save_dir, "ckpt-step": step}, "save_dir", str(found),
                               f"resuming from {found.name}/ with --ckpt-step {step}: {why_newest}")
-        reason = why
+        reason = why_newest
     else:
         reason = "paths.save is not set"
     return ResumeInfo({}, "ref_load", ref_load, f"starting fresh from --ref-load {ref_load} ({reason})")

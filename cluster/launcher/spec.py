@@ -42,6 +42,18 @@ class RaySpec:
 
 
 @dataclass(frozen=True)
+class WatchdogSpec:
+    """The stall watchdog on node 0 (the profile's `watchdog` section; cluster/launcher/watchdog.py)."""
+
+    stall_s: float | None = None  # no metric line, checkpoint or driver output this long = a stall; None: off
+    on_stall: str = "fail"  # fail: end the job "stalled N s after rollout R"; requeue: scontrol requeue it
+    dump_timeout_s: float = 60.0  # how long node 0 waits for every node's Python stacks
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class LaunchSpec:
     """Everything one node's launcher needs; written to JSON by the plan, read by each task."""
 
@@ -59,6 +71,7 @@ class LaunchSpec:
     # Runs allowed after the first (slurm.max_restarts); a run whose SLURM_RESTART_COUNT is above
     # it stops at once, also after requeues no signal handler saw (scontrol requeue, NODE_FAIL).
     max_restarts: int | None = None
+    watchdog: WatchdogSpec = field(default_factory=WatchdogSpec)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +83,10 @@ class LaunchSpec:
         if not isinstance(ray_data, Mapping):
             raise ConfigError(f"{where}: ray must be an object, got {type(ray_data).__name__}")
         values["ray"] = RaySpec(**_parse_fields(RaySpec, ray_data, where, prefix="ray."))
+        watchdog_data = data.get("watchdog", {})
+        if not isinstance(watchdog_data, Mapping):
+            raise ConfigError(f"{where}: watchdog must be an object, got {type(watchdog_data).__name__}")
+        values["watchdog"] = WatchdogSpec(**_parse_fields(WatchdogSpec, watchdog_data, where, prefix="watchdog."))
         spec = cls(**values)
         check_spec(spec, where)
         return spec
@@ -85,7 +102,7 @@ def _parse_fields(cls: type, data: Mapping[str, Any], where: str, prefix: str) -
             raise ConfigError(f"{where}: unknown key {prefix}{key}{hint}")
     out: dict[str, Any] = {}
     for f in fields(cls):
-        if f.name == "ray" and cls is LaunchSpec:
+        if f.name in ("ray", "watchdog") and cls is LaunchSpec:
             continue
         if f.name not in data:
             if f.default is MISSING and f.default_factory is MISSING:
@@ -156,6 +173,13 @@ def check_spec(spec: LaunchSpec, where: str = "launch spec") -> None:
         if getattr(r, name) <= 0:
             raise ConfigError(f"{where}: ray.{name} must be positive")
     check_port_base(r.port_base)
+    w = spec.watchdog
+    if w.stall_s is not None and w.stall_s <= 0:
+        raise ConfigError(f"{where}: watchdog.stall_s must be positive (seconds without progress), or null for off")
+    if w.on_stall not in ("fail", "requeue"):
+        raise ConfigError(f"{where}: watchdog.on_stall {w.on_stall!r} must be fail (end the job) or requeue")
+    if w.dump_timeout_s <= 0:
+        raise ConfigError(f"{where}: watchdog.dump_timeout_s must be positive")
 
 
 def load_spec(path: str) -> LaunchSpec:

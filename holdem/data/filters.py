@@ -9,8 +9,18 @@ from __future__ import annotations
 from hashlib import blake2b
 
 
+_MASK64 = (1 << 64) - 1
+_ODD = 0x9E3779B97F4A7C15  # multiplying by an odd constant mod 2^64 is a bijection
+
+
 def text_key(text: str) -> int:
     return int.from_bytes(blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
+
+
+def pair_key(ikey: int, lkey: int) -> int:
+    """One 64-bit key for an (instruction, label) pair: equal pairs give equal keys; two rows that
+    share the instruction (or the label) but not both never do; others collide with p ~ 2^-64."""
+    return ikey ^ ((lkey * _ODD) & _MASK64)
 
 
 class LabelIndex:
@@ -52,10 +62,12 @@ class RowFilter:
 
     def decide(self, instruction: str, output: str) -> str | None:
         """Return the drop reason for this row, or None to keep it."""
-        ikey = text_key(instruction)
-        lkey = text_key(output)
+        return self.decide_keys(text_key(instruction), text_key(output))
+
+    def decide_keys(self, ikey: int, lkey: int) -> str | None:
+        """`decide` on the rows' text keys (computed by the worker processes)."""
         self.labels.add(ikey, lkey)
-        pair = text_key(f"{output}\x00{instruction}")
+        pair = pair_key(ikey, lkey)
         duplicate = pair in self._pairs
         self._pairs.add(pair)
         overlap = self.test_keys is not None and ikey in self.test_keys

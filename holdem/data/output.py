@@ -9,6 +9,7 @@ by accident. Temp files of dead runs are removed by the next run (`remove_stale_
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -67,11 +68,33 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+class DataOutputError(Exception):
+    """Writing the output failed (a full disk, a quota, a file size limit, an unwritable dir);
+    the temp file is already removed when this is raised, and nothing was committed."""
+
+
+class OutputUnusable(Exception):
+    """--out names a place no file can be created in (a usage error: nothing was written)."""
+
+
+# Failures of the machine rather than of the command line (exit 1, not 2).
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EMFILE, errno.ENFILE})
+_ERRNO_HINTS = {
+    errno.ENOSPC: "Free space on {dir} or pick another --out",
+    errno.EDQUOT: "The disk quota on {dir} is used up: free space or pick another --out",
+    errno.EFBIG: "The file size limit was reached (ulimit -f): raise it or pick another --out",
+    errno.EROFS: "{dir} is on a read-only filesystem: pick another --out",
+    errno.EACCES: "{dir} is not writable: pick another --out",
+    errno.EPERM: "{dir} is not writable: pick another --out",
+}
+
+
 class JsonlWriter:
     """Writes rows to a temp file beside `target`, counting lines and hashing bytes as it goes.
 
     Use as a context manager; `commit(stats)` makes the JSONL and its stats file visible. Leaving
-    the block without commit (an exception, Ctrl-C) removes the temp file.
+    the block without commit (an exception, Ctrl-C) removes the temp file. A failed write (ENOSPC,
+    EFBIG, ...) removes it at once and raises DataOutputError saying so.
     """
 
     def __init__(self, target: Path) -> None:
@@ -79,12 +102,19 @@ class JsonlWriter:
         self.temp = temp_path_for(self.target)
         self.lines = 0
         self.size = 0
+        self.committed = False
         self._sha = hashlib.sha256()
         self._pending: list[str] = []
         self._file = None
 
     def __enter__(self) -> JsonlWriter:
-        self._file = open(self.temp, "wb", buffering=1 << 20)
+        try:
+            self._file = open(self.temp, "wb", buffering=0)
+        except OSError as exc:
+            if exc.errno in _ENVIRONMENT_ERRNOS:
+                raise self._failure("creating the temp file", exc) from exc
+            raise OutputUnusable(f"--out {self.target}: cannot create a file in {self.target.parent} "
+                                 f"({exc.strerror or exc}). Pick another --out") from exc
         return self
 
     @property
@@ -96,36 +126,79 @@ class JsonlWriter:
         if len(self._pending) >= _FLUSH_LINES:
             self._flush()
 
+    def write_lines(self, data: bytes, rows: int) -> None:
+        """Append `rows` complete, already encoded lines (newline-terminated)."""
+        self._flush()
+        self._write(data, rows)
+
     def _flush(self) -> None:
         if not self._pending:
             return
         chunk = ("\n".join(self._pending) + "\n").encode("utf-8")
-        self.lines += len(self._pending)
+        rows = len(self._pending)
         self._pending.clear()
+        self._write(chunk, rows)
+
+    def _write(self, chunk: bytes, rows: int) -> None:
+        try:
+            view = memoryview(chunk)
+            while view:
+                view = view[self._file.write(view):]
+        except OSError as exc:
+            raise self._failure("writing", exc) from exc
         self._sha.update(chunk)
         self.size += len(chunk)
-        self._file.write(chunk)
+        self.lines += rows
 
     def commit(self, stats: dict) -> dict:
         """Finish the file, then rename JSONL and stats into place; returns the stats written."""
         self._flush()
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        try:
+            os.fsync(self._file.fileno())
+            self._file.close()
+        except OSError as exc:
+            raise self._failure("syncing", exc) from exc
         stats = {**stats, "rows_out": self.lines, "bytes": self.size, "sha256": self._sha.hexdigest()}
         stats_target = stats_path_for(self.target)
         stats_temp = temp_path_for(stats_target)
-        write_text_synced(stats_temp, json.dumps(stats, indent=2, sort_keys=True) + "\n")
-        stats_target.unlink(missing_ok=True)
-        os.replace(self.temp, self.target)
-        os.replace(stats_temp, stats_target)
+        try:
+            write_text_synced(stats_temp, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+            stats_target.unlink(missing_ok=True)
+            os.replace(self.temp, self.target)
+            os.replace(stats_temp, stats_target)
+        except OSError as exc:
+            stats_temp.unlink(missing_ok=True)
+            raise self._failure("committing", exc) from exc
+        self.committed = True
         _fsync_dir(self.target.parent)
         return stats
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def _failure(self, what: str, exc: OSError) -> DataOutputError:
+        """Close and remove the temp file, and say what happened and what to do."""
+        removed = self._discard()
+        hint = _ERRNO_HINTS.get(exc.errno or 0, "Check the output directory").format(dir=self.target.parent)
+        cleanup = (f"removed the temp file {self.temp.name}" if removed
+                   else f"could not remove the temp file {self.temp} (remove it by hand)")
+        return DataOutputError(
+            f"--out {self.target}: {what} failed ({exc.strerror or exc}) after {self.lines:,} rows "
+            f"({self.size / 2**20:.1f} MiB); {cleanup}; nothing committed. {hint}"
+        )
+
+    def _discard(self) -> bool:
         if self._file is not None and not self._file.closed:
-            self._file.close()
-        self.temp.unlink(missing_ok=True)
+            try:
+                self._file.close()
+            except OSError:
+                pass  # the unwritten buffer is what failed; the file goes anyway
+        try:
+            self.temp.unlink(missing_ok=True)
+        except OSError:
+            return False
+        return True
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if not self.committed:
+            self._discard()
 
 
 def write_text_synced(path: Path, text: str) -> None:
@@ -141,7 +214,10 @@ def write_text_atomic(target: Path, text: str) -> None:
         write_text_synced(temp, text)
         os.replace(temp, target)
     finally:
-        temp.unlink(missing_ok=True)
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,12 +1,16 @@
 """The data stage's run: read a PokerBench source, validate and filter every row, write the JSONL
 and its stats atomically (`prepare`). The command line around it is `holdem.data.cli`.
 
+Rows are validated and serialised by worker processes, one per core (holdem.data.work); this
+process reads the input, decides duplicates/conflicts/overlap in input order and writes, so the
+output is byte-identical for any number of workers. Memory stays flat: a few batches in flight.
 Importing this module stays cheap: `datasets`/`pyarrow` load only when a source needs them.
 """
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator
+from bisect import bisect_left
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,9 +20,10 @@ from holdem import pokerbench
 from holdem.data.filters import LabelIndex, RowFilter, text_key
 from holdem.data.output import JsonlWriter, remove_stale_temps
 from holdem.data.progress import ProgressReporter
-from holdem.data.source import DataInputError, Progress, SourceSpec, iter_rows, resolve_source
+from holdem.data.source import DataInputError, Progress, SourceSpec, iter_batches, iter_rows, resolve_source
 from holdem.data.stats import MAX_BAD_EXAMPLES, RunCounts
-from holdem.data.validate import BadRow, InstructionParser, check_row, label_kind
+from holdem.data.validate import InstructionParser
+from holdem.data.work import LABELS, ROWS, BatchResult, BatchRunner, default_workers
 
 
 @dataclass(frozen=True)
@@ -35,66 +40,119 @@ class DataSpec:
     drop_test_overlap: bool = False
     on_bad_row: str = "fail"
     progress_interval_s: float | None = None
+    workers: int = 0  # processes validating rows; 0: one per available core
 
 
 class UsageError(Exception):
     """A command-line combination that cannot work; reported like bad input (exit 2)."""
 
 
+@dataclass
+class RunState:
+    """How far a run got, for the message when it is stopped (a signal, a full disk)."""
+
+    phase: str = "starting"
+    rows_read: int = 0
+    rows_written: int = 0
+    temp: Path | None = None
+    committed: bool = False
+
+
 def check_spec(spec: DataSpec) -> None:
     if spec.drop_test_overlap and not spec.test_source:
         raise UsageError("--drop-test-overlap needs --test-source FILE (the test rows to compare with)")
+    if spec.workers < 0:
+        raise UsageError(f"--workers {spec.workers}: must be 0 (one per core) or more")
+    if spec.progress_interval_s is not None and not (0 <= spec.progress_interval_s < float("inf")):
+        raise UsageError(f"--progress-interval {spec.progress_interval_s}: must be a number of seconds >= 0")
     parent = spec.out.parent
-    if not parent.is_dir():
-        raise UsageError(f"--out {spec.out}: directory {parent} does not exist. Create it first or pick another path")
-    if spec.out.is_dir():
+    try:
+        parent_is_dir, out_is_dir = parent.is_dir(), spec.out.is_dir()
+        parent_exists = parent_is_dir or parent.exists()
+    except OSError as exc:
+        raise UsageError(f"--out {spec.out}: cannot look at {parent} ({exc.strerror or exc}). Pick another path") from exc
+    if not parent_is_dir:
+        what = "is not a directory" if parent_exists else "does not exist"
+        raise UsageError(f"--out {spec.out}: {parent} {what}. Create the directory first or pick another path")
+    if out_is_dir:
         raise UsageError(f"--out {spec.out}: is a directory. Give a file name such as {spec.out}/train.jsonl")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {spec.out}: directory {parent} is not writable. Pick another path")
 
 
-def prepare(spec: DataSpec, parse_instruction: InstructionParser | None = None) -> dict:
-    """Run the data stage; returns the stats written. Raises DataInputError / UsageError."""
+def prepare(spec: DataSpec, parse_instruction: InstructionParser | None = None,
+            state: RunState | None = None) -> dict:
+    """Run the data stage; returns the stats written. Raises DataInputError / UsageError (bad
+    input), DataOutputError (writing failed), WorkerDied; `state` follows the run's progress."""
+    state = state if state is not None else RunState()
     check_spec(spec)
     for target in (spec.out, stats_path_for(spec.out)):
         remove_stale_temps(target)
     source = resolve_source(spec.source, spec.split)
     started = time.monotonic()
     parser = parse_instruction or pokerbench.parse_instruction
-    test_keys = load_test_keys(spec) if spec.test_source else None
-    conflicts = find_conflicts(source) if spec.drop_conflicts else None
-    rows = RowFilter(spec.drop_duplicates, spec.drop_conflicts, test_keys, spec.drop_test_overlap, conflicts)
-    counts = RunCounts()
-    progress = Progress()
-    reporter = ProgressReporter(f"data {source.label}", progress.fraction, interval_s=spec.progress_interval_s)
-    with JsonlWriter(spec.out) as writer:
-        try:
-            for where, obj in iter_rows(source, progress):
-                counts.rows_in += 1
-                _one_row(where, obj, parser, rows, counts, writer)
-                if counts.rows_in & 255 == 0:
+    with BatchRunner(spec.workers or default_workers(), parser) as runner:
+        state.phase = "reading the test rows"
+        test_keys = load_test_keys(spec) if spec.test_source else None
+        state.phase = "finding conflicting labels (first pass)"
+        conflicts = find_conflicts(source, runner) if spec.drop_conflicts else None
+        rows = RowFilter(spec.drop_duplicates, spec.drop_conflicts, test_keys, spec.drop_test_overlap, conflicts)
+        counts = RunCounts()
+        progress = Progress()
+        reporter = ProgressReporter(f"data {source.label}", progress.fraction, interval_s=spec.progress_interval_s)
+        with JsonlWriter(spec.out) as writer:
+            state.phase, state.temp = "writing", writer.temp
+            try:
+                for result in runner.map(ROWS, iter_batches(source, progress)):
+                    stop = merge_batch(result, spec.on_bad_row == "fail", rows, counts, writer)
+                    state.rows_read, state.rows_written = counts.rows_in, writer.rows_written
                     reporter.tick(counts.rows_in)
-                if spec.on_bad_row == "fail" and len(counts.bad_examples) >= MAX_BAD_EXAMPLES:
-                    break
-            _raise_if_unusable(spec, source, counts, writer.rows_written)
-        except BaseException:
-            reporter.abandon()
-            raise
-        reporter.close(counts.rows_in)
-        stats = writer.commit(_stats(spec, source, counts, rows, time.monotonic() - started))
+                    if stop:
+                        break
+                _raise_if_unusable(spec, source, counts, writer.rows_written)
+            except BaseException:
+                reporter.abandon()
+                raise
+            reporter.close(counts.rows_in)
+            state.phase = "committing"
+            stats = writer.commit(_stats(spec, source, counts, rows, time.monotonic() - started))
+            state.committed = True
     return stats
 
 
-def _one_row(where: str, obj: object, parser: InstructionParser, rows: RowFilter, counts: RunCounts,
-             writer: JsonlWriter) -> None:
-    checked = check_row(obj, parser)
-    if isinstance(checked, BadRow):
-        counts.add_bad(where, checked.reason, checked.detail)
-        return
-    reason = rows.decide(checked.instruction, checked.output)
-    if reason is not None:
-        counts.dropped[reason] += 1
-        return
-    counts.kept[(checked.street, checked.kind)] += 1
-    writer.write_row(checked.instruction, checked.output)
+def merge_batch(result: BatchResult, fail_fast: bool, rows: RowFilter, counts: RunCounts,
+                writer: JsonlWriter) -> bool:
+    """Fold one worker result into the run, in input order: count bad rows, decide each good row
+    (duplicates, conflicts, test overlap), append the kept lines. Returns True when the run must
+    stop reading (the bad-row limit of --on-bad-row fail was reached in this batch)."""
+    bad, cutoff, stop = result.bad, result.n_rows, False
+    if bad and fail_fast:
+        room = MAX_BAD_EXAMPLES - len(counts.bad_examples)
+        if len(bad) >= room:
+            bad, stop = bad[:room], True
+            cutoff = bad[-1][0] + 1  # rows after the last reported one are not read
+    for _, where, reason, detail in bad:
+        counts.add_bad(where, reason, detail)
+    counts.rows_in += cutoff
+    n_good = bisect_left(result.good_pos, cutoff)
+    decide, kept, dropped = rows.decide_keys, counts.kept, counts.dropped
+    ikeys, lkeys, street_kind, ends = result.ikeys, result.lkeys, result.street_kind, result.ends
+    data = memoryview(result.data)
+    seg_from = start = seg_rows = 0
+    for j in range(n_good):
+        reason = decide(ikeys[j], lkeys[j])
+        if reason is None:
+            kept[street_kind[j]] += 1
+            seg_rows += 1
+        else:
+            dropped[reason] += 1
+            if seg_rows:
+                writer.write_lines(data[seg_from:start], seg_rows)
+            seg_from, seg_rows = ends[j], 0
+        start = ends[j]
+    if seg_rows:
+        writer.write_lines(data[seg_from:start], seg_rows)
+    return stop
 
 
 def _raise_if_unusable(spec: DataSpec, source: SourceSpec, counts: RunCounts, rows_out: int) -> None:
@@ -120,6 +178,7 @@ def _stats(spec: DataSpec, source: SourceSpec, counts: RunCounts, rows: RowFilte
         found.pop("test_overlap_rows")
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(spec).items()}
     options.pop("progress_interval_s")
+    options.pop("workers")  # how, not what: the output is the same for any number
     return {
         "version": 1,
         "source": source.label,
@@ -137,23 +196,20 @@ def load_test_keys(spec: DataSpec) -> set[int]:
     keys = set()
     for _, obj in iter_rows(resolve_source(spec.test_source, spec.test_split)):
         if isinstance(obj, dict) and isinstance(obj.get("instruction"), str):
-            keys.add(text_key(obj["instruction"]))
+            try:
+                keys.add(text_key(obj["instruction"]))
+            except UnicodeEncodeError:
+                continue
     if not keys:
         raise DataInputError(f"--test-source {spec.test_source}: no row with an 'instruction'. Check the file")
     return keys
 
 
-def find_conflicts(source: SourceSpec) -> set[int]:
+def find_conflicts(source: SourceSpec, runner: BatchRunner) -> set[int]:
     """First pass: instructions that occur with two or more distinct (grammatical) labels."""
     index = LabelIndex()
-    for ikey, lkey in _label_keys(iter_rows(source)):
-        index.add(ikey, lkey)
+    add = index.add
+    for ikeys, lkeys in runner.map(LABELS, iter_batches(source)):
+        for ikey, lkey in zip(ikeys, lkeys):
+            add(ikey, lkey)
     return index.conflicted
-
-
-def _label_keys(rows: Iterator[tuple[str, object]]) -> Iterator[tuple[int, int]]:
-    for _, obj in rows:
-        if isinstance(obj, dict):
-            inst, out = obj.get("instruction"), obj.get("output")
-            if isinstance(inst, str) and isinstance(out, str) and label_kind(out) is not None:
-                yield text_key(inst), text_key(out)

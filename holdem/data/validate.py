@@ -1,15 +1,17 @@
 """Per-row validation for the data stage: two string fields, the label grammar, a parsable
 instruction. Pure; the label grammar and the instruction parser are the domain's own
-(`holdem.pokerbench.match_label`, `parse_instruction`)."""
+(`holdem.pokerbench.match_label`, `parse_instruction`). No input makes `check_row` raise: every
+problem is a `BadRow` with a stable reason key and a detail saying what was seen."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from holdem.data.source import REQUIRED_FIELDS, InvalidJson
+from holdem.data.source import REQUIRED_FIELDS, InvalidRow
 from holdem.pokerbench import LABEL_GRAMMAR, match_label
 
 _STREET_MARKERS = (("river", "\nThe river comes "), ("turn", "\nThe turn comes "), ("flop", "\nThe flop comes "))
+MAX_LABEL_CHARS = 64  # the longest grammatical label is ~20 characters
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,12 @@ InstructionParser = Callable[[str], object]
 def label_kind(label: str) -> str | None:
     """The action kind of a label written exactly in the grammar (`fold`, `bet`, `all in`, ...), else
     None. Kinds are spelled as in labels (`all in`): they key the stats."""
-    action = match_label(label)
+    if len(label) > MAX_LABEL_CHARS:
+        return None
+    try:
+        action = match_label(label)
+    except (ValueError, OverflowError, ArithmeticError):
+        return None
     if action is None:
         return None
     return "all in" if action.kind == "allin" else action.kind
@@ -50,15 +57,16 @@ def street_of(instruction: str) -> str:
 
 def check_row(obj: object, parse_instruction: InstructionParser | None) -> GoodRow | BadRow:
     """Validate one decoded row. `parse_instruction` raises ValueError for a bad instruction."""
-    if isinstance(obj, InvalidJson):
-        return BadRow("invalid_json", f"not valid JSON ({obj.message})")
+    if isinstance(obj, InvalidRow):
+        return BadRow(obj.reason, obj.message)
     if not isinstance(obj, dict):
-        return BadRow("not_an_object", f"row is a JSON {type(obj).__name__}, not an object")
-    for field in REQUIRED_FIELDS:
-        if field not in obj:
-            return BadRow("missing_field", f"no '{field}' field (fields: {', '.join(map(str, obj)) or 'none'})")
-        if not isinstance(obj[field], str):
-            return BadRow("not_a_string", f"'{field}' is {type(obj[field]).__name__}, not a string")
+        return BadRow("not_an_object", f"row is a JSON {_json_type(obj)}, not an object")
+    for name in REQUIRED_FIELDS:
+        if name not in obj:
+            fields = ", ".join(_short(str(k), 30)[1:-1] for k in list(obj)[:10]) or "none"
+            return BadRow("missing_field", f"no '{name}' field (fields: {fields})")
+        if not isinstance(obj[name], str):
+            return BadRow("not_a_string", f"'{name}' is {_json_type(obj[name])}, not a string")
     instruction, output = obj["instruction"], obj["output"]
     kind = label_kind(output)
     if kind is None:
@@ -69,8 +77,16 @@ def check_row(obj: object, parse_instruction: InstructionParser | None) -> GoodR
             state = parse_instruction(instruction)
         except ValueError as exc:
             return BadRow("instruction_unparsed", f"instruction does not parse ({_short(str(exc), 120)})")
+        except Exception as exc:  # the parser must not take the run down on a hostile row; name what it raised
+            return BadRow("instruction_unparsed",
+                          f"instruction does not parse ({type(exc).__name__}: {_short(str(exc), 120)})")
         street = str(getattr(state, "street", street)).lower().split(".")[-1]
     return GoodRow(instruction, output, street, kind)
+
+
+def _json_type(value: object) -> str:
+    """Python type names as the existing messages spell them (`int`, `list`, `NoneType`)."""
+    return type(value).__name__
 
 
 def _short(text: str, limit: int = 40) -> str:

@@ -6,7 +6,10 @@ paper's exact-match and action accuracy (the authors' lenient scorer), a strict 
 protocol-error rate and the mean reward, overall and by street. Every prediction is written to
 `--out` (atomically), the summary to `OUT.summary.json` beside it.
 
-Exit codes: 0 ok, 2 bad input or usage (one `error:` line), 3 the server does not answer.
+Exit codes: 0 ok; 2 bad input or usage (one `error:` line, nothing sent); 3 the server failed (no
+answer within the deadlines, an HTTP error, a reply outside the /generate protocol: the server's
+fault, never scored as the model's); 128+N stopped by signal N; 1 the results could not be written.
+When a run stops early, the rows finished so far are written with `"complete": false` in the summary.
 """
 from __future__ import annotations
 
@@ -14,13 +17,15 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from holdem.data.output import write_text_atomic
 from holdem.data.source import DataInputError, iter_rows, resolve_source
 from holdem.data.validate import BadRow, check_row
-from holdem.eval.client import RetryPolicy, ServerUnreachable, probe_server
+from holdem.eval.client import RetryPolicy, ServerFailure, probe_server
 from holdem.eval.report import render_table, summarize
 from holdem.eval.run import (
     EvalInputError,
@@ -63,14 +68,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_args(ns: argparse.Namespace) -> None:
-    if not ns.server.startswith(("http://", "https://")):
-        raise UsageError(f"--server {ns.server}: expected an http:// or https:// URL such as http://127.0.0.1:30000")
+    check_server_url(ns.server)
     if ns.concurrency < 1:
         raise UsageError(f"--concurrency {ns.concurrency}: must be at least 1")
     if ns.limit is not None and ns.limit < 1:
         raise UsageError(f"--limit {ns.limit}: must be at least 1")
-    if not ns.out.parent.is_dir():
-        raise UsageError(f"--out {ns.out}: directory {ns.out.parent} does not exist. Create it first")
+    for flag in ("request_deadline", "connect_deadline"):
+        value = getattr(ns, flag)
+        if not (0 < value < float("inf")):
+            raise UsageError(f"--{flag.replace('_', '-')} {value}: must be a positive number of seconds")
+    check_output(ns.out)
+
+
+def check_server_url(server: str) -> None:
+    url = urlsplit(server)
+    try:
+        port_ok = url.port is None or url.port > 0
+    except ValueError:
+        port_ok = False
+    if url.scheme not in ("http", "https") or not url.hostname or not port_ok:
+        raise UsageError(f"--server {server}: expected an http:// or https:// URL such as http://127.0.0.1:30000")
+
+
+def check_output(out: Path) -> None:
+    """Refuse an --out that cannot be written before any request is sent."""
+    if out.is_dir():
+        raise UsageError(f"--out {out}: is a directory. Give a file name such as {out}/results.jsonl")
+    if not out.parent.is_dir():
+        raise UsageError(f"--out {out}: directory {out.parent} does not exist. Create it first")
+    if not os.access(out.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: directory {out.parent} is not writable. Pick another --out")
 
 
 def load_eval_rows(data: str, split: str, limit: int | None) -> list[EvalRow]:
@@ -101,8 +128,10 @@ def load_reward() -> Scorer | None:
     return reward
 
 
-async def evaluate(rows: list[EvalRow], cfg: EvalSettings, concurrency: int, reward: Scorer | None) -> list[dict]:
-    """Probe the server, run every row's episode (at most `concurrency` at once), score them."""
+async def evaluate(rows: list[EvalRow], cfg: EvalSettings, concurrency: int, reward: Scorer | None,
+                   done: dict[int, dict]) -> None:
+    """Probe the server, run every row's episode (at most `concurrency` at once) and score it into
+    `done` (row index -> prediction) as it finishes, so whatever stops the run keeps what is done."""
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -111,16 +140,16 @@ async def evaluate(rows: list[EvalRow], cfg: EvalSettings, concurrency: int, rew
         episode = make_episode(cfg)
         gate = asyncio.Semaphore(concurrency)
 
-        async def one(row: EvalRow) -> dict:
+        async def one(row: EvalRow) -> None:
             async with gate:
                 answer = await episode(session, row)
-            return score_prediction(row, answer, cfg, reward)
+            done[row.index] = score_prediction(row, answer, cfg, reward)
 
         tasks = [asyncio.ensure_future(one(row)) for row in rows]
         try:
-            return list(await asyncio.gather(*tasks))
+            await asyncio.gather(*tasks)
         finally:
-            # A dead server stops everything: cancel the rest rather than retry each of them.
+            # A failed server stops everything: cancel the rest rather than retry each of them.
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -138,13 +167,46 @@ def make_episode(cfg: EvalSettings) -> Episode:
 def write_results(out: Path, predictions: list[dict], summary: dict, meta: dict) -> Path:
     lines = "".join(json.dumps(p, ensure_ascii=False) + "\n" for p in predictions)
     write_text_atomic(out, lines)
-    summary_path = out.with_name(out.stem + ".summary.json")
+    summary_path = summary_path_for(out)
     write_text_atomic(summary_path, json.dumps({**meta, **summary}, indent=2) + "\n")
     return summary_path
 
 
+def summary_path_for(out: Path) -> Path:
+    return out.with_name(out.stem + ".summary.json")
+
+
+_signals_received: list[int] = []
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # KeyboardInterrupt, not a custom exception: asyncio lets only it and SystemExit out of a
+    # callback (anything else is logged and swallowed by the loop's exception handler).
+    _signals_received.append(signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
+    done: dict[int, dict] = {}
+    meta: dict = {}
+    try:
+        return run(ns, done, meta)
+    except KeyboardInterrupt:
+        signum = _signals_received[-1] if _signals_received else signal.SIGINT
+        why = f"interrupted by {signal.Signals(signum).name}"
+        if not meta:
+            print(f"error: {why} before any request; nothing written", file=sys.stderr)
+            return 128 + signum
+        return stop_early(ns.out, done, meta, why, 128 + signum)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run(ns: argparse.Namespace, done: dict[int, dict], meta: dict) -> int:
+    """The evaluation; fills `done` as rows finish and `meta` once requests may be sent."""
     try:
         check_args(ns)
         rows = load_eval_rows(ns.data, ns.split, ns.limit)
@@ -160,19 +222,42 @@ def main(argv: list[str] | None = None) -> int:
             connect_deadline_s=ns.connect_deadline,
         )
         if cfg.mode == "tools":
-            rollout_args(cfg)  # checks the URL and tokenizer before any request
+            rollout_args(cfg)  # checks the URL, the tokenizer and the rollout settings before any request
         load_eval_tokenizer(cfg.tokenizer)
-        reward = None if ns.no_reward else load_reward()
-        predictions = asyncio.run(evaluate(rows, cfg, ns.concurrency, reward))
     except (UsageError, DataInputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except ServerUnreachable as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    reward = None if ns.no_reward else load_reward()
+    meta.update(server=cfg.server, data=ns.data, mode=ns.mode, rows=len(rows))
+    try:
+        asyncio.run(evaluate(rows, cfg, ns.concurrency, reward, done))
+    except ServerFailure as exc:
+        return stop_early(ns.out, done, meta, f"{exc}", 3)
+    predictions = [done[i] for i in sorted(done)]
     summary = summarize(predictions)
-    meta = {"server": cfg.server, "data": ns.data, "mode": ns.mode, "rows": len(rows)}
-    summary_path = write_results(ns.out, predictions, summary, meta)
+    try:
+        summary_path = write_results(ns.out, predictions, {"complete": True, **summary}, meta)
+    except OSError as exc:
+        print(f"error: --out {ns.out}: cannot write the results ({exc.strerror or exc}); nothing written", file=sys.stderr)
+        return 1
     print(render_table(summary))
     print(f"wrote {ns.out} and {summary_path.name}")
     return 0
+
+
+def stop_early(out: Path, done: dict[int, dict], meta: dict, why: str, code: int) -> int:
+    """Write the rows finished so far (summary marked incomplete) and print one error line."""
+    predictions = [done[i] for i in sorted(done)]
+    if not predictions:
+        print(f"error: {why}; no row was finished, nothing written", file=sys.stderr)
+        return code
+    summary = {"complete": False, "stopped": why, **summarize(predictions)}
+    try:
+        write_results(out, predictions, summary, meta)
+    except OSError as exc:
+        print(f"error: {why}; the {len(predictions)} finished row(s) could not be written to {out} "
+              f"({exc.strerror or exc})", file=sys.stderr)
+        return code
+    print(f"error: {why}; wrote the {len(predictions)} of {meta['rows']} rows finished to {out} "
+          f"({summary_path_for(out).name} says complete: false)", file=sys.stderr)
+    return code

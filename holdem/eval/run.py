@@ -86,26 +86,44 @@ def plain_prompt_ids(tokenizer: Any, instruction: str, prompt_format: str) -> li
 
 
 def make_plain_episode(cfg: EvalSettings, tokenizer: Any) -> Episode:
+    url = f"{cfg.server}/generate"
+
     async def episode(session: aiohttp.ClientSession, row: EvalRow) -> Answer:
         payload = {
             "input_ids": plain_prompt_ids(tokenizer, row.instruction, cfg.prompt_format),
             "sampling_params": {"max_new_tokens": cfg.max_new_tokens, "temperature": cfg.temperature},
             "return_logprob": True,
         }
-        try:
-            reply = await post_json(session, f"{cfg.server}/generate", payload, cfg.retry)
-        except RequestFailed as exc:
-            return Answer("", None, "error", error=str(exc))
-        text = reply.get("text") if isinstance(reply, dict) else None
-        if not isinstance(text, str):
-            return Answer("", None, "error", error=f"reply without a 'text' string: {str(reply)[:200]}")
-        finish = (reply.get("meta_info") or {}).get("finish_reason") or {}
-        reason = finish.get("type", "stop") if isinstance(finish, dict) else str(finish)
+        # Server failures (RequestFailed, ServerUnreachable) propagate: they stop the evaluation.
+        text, reason = read_plain_reply(url, await post_json(session, url, payload, cfg.retry))
         action = parse_action(text)
         # The reward scores tool calls: hand it the stated action as a make_action call.
         return Answer(text, action, reason, reward_response=make_action_text(action) if action else None)
 
     return episode
+
+
+def read_plain_reply(url: str, reply: dict) -> tuple[str, str]:
+    """(text, finish reason) of a /generate reply; RequestFailed when it is not SGLang's shape (a
+    server fault: the model's text, whatever it is, always comes as a string)."""
+    text = reply.get("text")
+    if not isinstance(text, str):
+        raise RequestFailed(f"{url}: reply has no 'text' string (keys: {', '.join(map(str, reply))[:120] or 'none'}). "
+                            "Check that --server points at an SGLang router or server", status=200)
+    meta = reply.get("meta_info", {})
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        raise RequestFailed(f"{url}: reply's 'meta_info' is a JSON {type(meta).__name__}, not an object", status=200)
+    finish = meta.get("finish_reason")
+    if finish is None:
+        return text, "stop"
+    if isinstance(finish, dict) and isinstance(finish.get("type", "stop"), str):
+        return text, finish.get("type", "stop")
+    if isinstance(finish, str):
+        return text, finish
+    raise RequestFailed(f"{url}: reply's 'meta_info.finish_reason' is {str(finish)[:80]!r}, "
+                        "not an object with a 'type' string", status=200)
 
 
 def make_action_text(action: Action) -> str:

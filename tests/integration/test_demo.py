@@ -31,7 +31,7 @@ from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = ROOT / "scripts" / "demo.sh"
-TOKENIZER = ROOT / "tests" / "fixtures" / "qwen3_tokenizer"
+TOKENIZER = ROOT / "demo" / "qwen3_tokenizer"
 DEMO_DEADLINE_S = 600  # what the test allows one demo run; demo.sh gets 30 s less
 STAGES = ("data", "model", "convert", "train")
 
@@ -300,7 +300,7 @@ def test_first_run_completes_every_stage_and_writes_the_report(first_run: DemoRu
     out = run.proc.stdout
     assert "STAGE" in out and f"rollout report: {run.save / 'report.json'}" in out and "reward mean" in out
     logs = py("-m", "cluster.logs", str(run.chain_dir)).stdout
-    assert "stand-in for `huggingface-cli download" in logs and "stand-in for slime's tools/convert" in logs
+    assert "stand-in for `hf download" in logs and "stand-in for slime's tools/convert" in logs
     assert "rollout 4/4" in logs and "holdem rollout 3" in logs  # the driver and log_rollout_data
 
 

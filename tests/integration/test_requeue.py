@@ -56,6 +56,8 @@ def prepare_inputs(root: Path) -> None:
     (root / "Qwen3-8B" / "model.safetensors").write_bytes(b"w")
     (root / "Qwen3-8B_torch_dist" / "release").mkdir(parents=True, exist_ok=True)
     (root / "Qwen3-8B_torch_dist" / "release" / "common.pt").write_bytes(b"x")
+    (root / "Qwen3-8B_torch_dist" / "release" / "metadata.json").write_text(  # last: the dir is complete
+        '{"sharded_backend": "torch_dist", "sharded_backend_version": 1, "common_backend": "torch", "common_backend_version": 1}')
     (root / "Qwen3-8B_torch_dist" / "latest_checkpointed_iteration.txt").write_text("release")
 
 

@@ -1,6 +1,6 @@
 """Stand-in for slime's train.py in the requeue tests (slime cannot run on a CPU): a real Ray
 driver that "trains" by saving a checkpoint every few seconds in the real Megatron layout
-(`iter_NNNNNNN/` with shard files, then `.metadata` last, then the tracker
+(`iter_NNNNNNN/` with `common.pt`, shard files, `.metadata`, then `metadata.json` last, then the tracker
 `latest_checkpointed_iteration.txt` rewritten atomically), and records, for every start, the
 `--load` / `--ckpt-step` it received and the iteration it resumed from.
 
@@ -33,8 +33,12 @@ def resume_point(load: str | None, ckpt_step: int | None) -> int:
 def save(save_dir: Path, iteration: int) -> None:
     d = save_dir / f"iter_{iteration:07d}"
     d.mkdir(parents=True, exist_ok=True)
+    (d / "common.pt").write_bytes(os.urandom(64))  # Megatron writes common.pt first
     (d / "__0_0.distcp").write_bytes(os.urandom(1024))
-    (d / ".metadata").write_text(json.dumps({"iteration": iteration}))  # written last, as torch.distributed.checkpoint does
+    (d / ".metadata").write_text(json.dumps({"iteration": iteration}))
+    # metadata.json last: only a complete save has it (cluster.outputs.checkpoint_dir_complete)
+    (d / "metadata.json").write_text(json.dumps({"sharded_backend": "torch_dist", "sharded_backend_version": 1,
+                                                 "common_backend": "torch", "common_backend_version": 1}))
     tmp = save_dir / f".{TRACKER}.tmp"
     tmp.write_text(str(iteration))
     os.replace(tmp, save_dir / TRACKER)

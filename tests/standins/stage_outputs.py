@@ -51,6 +51,9 @@ def main() -> int:
         (target / "release").mkdir(parents=True, exist_ok=True)
         (target / "release" / "common.pt").write_bytes(b"stand-in")
         (target / "release" / ".metadata").write_bytes(b"stand-in")
+        (target / "release" / "metadata.json").write_text(  # last: what makes the dir complete
+            json.dumps({"sharded_backend": "torch_dist", "sharded_backend_version": 1,
+                        "common_backend": "torch", "common_backend_version": 1}))
         (target / "latest_checkpointed_iteration.txt").write_text("release")
     print(f"stand-in {args.what} wrote {target}", flush=True)
     return 0

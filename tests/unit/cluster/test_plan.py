@@ -20,6 +20,7 @@ from cluster.profile import load_profile
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "tests" / "fixtures" / "pokerbench" / "examples.jsonl"
 REAL_ROWS = EXAMPLES  # shipped with the repo
+MEGATRON_METADATA = '{"sharded_backend": "torch_dist", "sharded_backend_version": 1, "common_backend": "torch", "common_backend_version": 1}'
 
 
 def make_outputs(root: Path, data=True, model=True, convert=True, tools=True) -> None:
@@ -34,6 +35,7 @@ def make_outputs(root: Path, data=True, model=True, convert=True, tools=True) ->
         rel = root / "Qwen3-8B_torch_dist" / "release"
         rel.mkdir(parents=True)
         (rel / "common.pt").write_bytes(b"x")
+        (rel / "metadata.json").write_text(MEGATRON_METADATA)  # Megatron writes it last: the dir is complete
         (root / "Qwen3-8B_torch_dist" / "latest_checkpointed_iteration.txt").write_text("release")
     if tools:
         (root / "slime").mkdir()
@@ -120,11 +122,13 @@ def test_stage_command_comes_from_the_profile(tmp_path):
     assert plan.stage("data").argv == ("touch", str(tmp_path / "pokerbench" / "train.jsonl"))
 
 
-def test_convert_gets_model_args_and_megatron_path(tmp_path):
+def test_convert_gets_model_args_and_megatron_and_slime_paths(tmp_path):
+    """`python <slime>/tools/convert_hf_to_torch_dist.py` puts tools/ on sys.path, not the slime dir:
+    `import slime` needs the slime dir on PYTHONPATH next to Megatron-LM (issue 17)."""
     make_outputs(tmp_path, convert=False)
     convert = plan_for(tmp_path).stage("convert")
     assert "--num-layers" in convert.argv and convert.argv[convert.argv.index("--rotary-base") + 1] == "1000000"
-    assert convert.env == {"PYTHONPATH": str(tmp_path / "Megatron-LM")}
+    assert convert.env == {"PYTHONPATH": f"{tmp_path / 'Megatron-LM'}:{tmp_path / 'slime'}"}
 
 
 @pytest.mark.parametrize("text", ["data,deploy", ",", "trian"])
@@ -172,17 +176,22 @@ def test_hf_dir_checks_shards(tmp_path):
     assert check_hf_dir(tmp_path)[0]
 
 
-def test_megatron_tracker_must_name_a_present_dir(tmp_path):
+def test_megatron_tracker_must_name_a_complete_dir(tmp_path):
+    """Megatron's rule (SLIME.md): a dir is complete once metadata.json, written last, is in it."""
     assert not check_megatron_dir(tmp_path)[0]
     (tmp_path / "latest_checkpointed_iteration.txt").write_text("40\n")
     ok, reason = check_megatron_dir(tmp_path)
     assert not ok and "iter_0000040" in reason
     (tmp_path / "iter_0000020").mkdir()
-    (tmp_path / "iter_0000020" / ".metadata").write_bytes(b"")
+    (tmp_path / "iter_0000020" / "metadata.json").write_text(MEGATRON_METADATA)
     found, _ = newest_complete_checkpoint(tmp_path)
     assert found == tmp_path / "iter_0000020"
     (tmp_path / "iter_0000040").mkdir()
+    (tmp_path / "iter_0000040" / "common.pt").write_bytes(b"")
     (tmp_path / "iter_0000040" / ".metadata").write_bytes(b"")
+    ok, reason = check_megatron_dir(tmp_path)  # what a save killed half-way leaves
+    assert not ok and "no metadata.json" in reason
+    (tmp_path / "iter_0000040" / "metadata.json").write_text(MEGATRON_METADATA)
     assert check_megatron_dir(tmp_path)[0]
     (tmp_path / "latest_checkpointed_iteration.txt").write_text("garbage")
     assert "neither an iteration" in check_megatron_dir(tmp_path)[1]

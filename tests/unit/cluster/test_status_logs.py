@@ -134,7 +134,11 @@ def test_parse_time(text, minutes):
 def test_no_slurm_on_path_is_a_clear_error_and_dry_run_still_works(tmp_path):
     (tmp_path / "slime").mkdir()
     (tmp_path / "Megatron-LM").mkdir()
-    env = clean_env(PATH="/nonexistent")
+    bin_dir = tmp_path / "bin"  # the stages' programs (the plan checks them), but no Slurm
+    bin_dir.mkdir()
+    for name in ("python3", "hf"):
+        (bin_dir / name).symlink_to(sys.executable)
+    env = clean_env(PATH=str(bin_dir))
     base = [sys.executable, "-m", "cluster.submit", "--profile", "smoke", "--set", f"paths.root={tmp_path}"]
     proc = subprocess.run(base, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
     assert proc.returncode == 3

@@ -24,8 +24,9 @@ def test_dry_run_json(profile, nodes):
     proc = run_submit("--profile", profile, "--nodes", nodes, "--dry-run", "--json")
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    assert plan["profile"] == profile and [s["name"] for s in plan["stages"]] == ["data", "model", "convert", "train"]
-    train = plan["stages"][-1]
+    chain = ["data", "model", "convert", "train"] + (["eval"] if profile == "full" else [])  # eval: on in full only
+    assert plan["profile"] == profile and [s["name"] for s in plan["stages"]] == chain
+    train = next(s for s in plan["stages"] if s["name"] == "train")
     args = train["slime_args"]
     assert args[args.index("--actor-num-nodes") + 1] == nodes
     assert args[args.index("--num-rollout") + 1] == {"smoke": "2", "full": "3000"}[profile]
@@ -42,7 +43,7 @@ def test_dry_run_text_is_readable():
 def test_run_profile_from_environment():
     proc = run_submit("--dry-run", "--json", env=clean_env(RUN_PROFILE="full", HF_CHECKPOINT="/from/env"))
     assert proc.returncode == 0, proc.stderr
-    args = json.loads(proc.stdout)["stages"][-1]["slime_args"]
+    args = next(s for s in json.loads(proc.stdout)["stages"] if s["name"] == "train")["slime_args"]
     assert args[args.index("--hf-checkpoint") + 1] == "/from/env" and "3000" in args
 
 

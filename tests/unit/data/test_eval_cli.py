@@ -17,7 +17,7 @@ from demo.sglang_standin import Completion, Request, SGLangStandIn
 
 from .helpers import EXAMPLES, ROOT, run_module, write_jsonl
 
-TOKENIZER = ROOT / "tests" / "fixtures" / "qwen3_tokenizer"
+TOKENIZER = ROOT / "demo" / "qwen3_tokenizer"
 
 # The six real rows, keyed by the hero's first hole card, with their labels for reference:
 # Kh preflop "raise 12.0", Kc preflop "check", 7h flop "bet 2", Ad turn "fold",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
-TOKENIZER_DIR = FIXTURES / "qwen3_tokenizer"
+TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "demo" / "qwen3_tokenizer"  # shipped with the demo
 EXAMPLES = FIXTURES / "pokerbench" / "examples.jsonl"
 
 

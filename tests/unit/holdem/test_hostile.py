@@ -37,7 +37,7 @@ from holdem.toolcall import (
 )
 from holdem.tools import TOOL_NAMES
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "qwen3_tokenizer"
+TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "demo" / "qwen3_tokenizer"
 SPAM = 45_000  # characters of spam, the size of the response that once took 702 s
 ROWS = list(generate_rows(40, seed=13))
 

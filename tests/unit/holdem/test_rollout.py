@@ -22,7 +22,7 @@ from holdem.tools import TOOLS, render_game_state
 from demo.sglang_standin import MALFORMED_TOOL_CALL, Completion, SGLangStandIn, script_logprob, turns_script
 from demo.sample_standin import Sample
 
-TOKENIZER_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "qwen3_tokenizer"
+TOKENIZER_DIR = Path(__file__).resolve().parents[3] / "demo" / "qwen3_tokenizer"
 
 STATE = render_tool_call("get_game_state", {})
 STRENGTH = render_tool_call("hand_strength", {})

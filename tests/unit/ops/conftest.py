@@ -37,6 +37,8 @@ def make_ready(root: Path) -> Ready:
     ref = root / "Qwen3-8B_torch_dist"
     (ref / "release").mkdir(parents=True)
     (ref / "release" / "common.pt").write_bytes(b"\0")
+    (ref / "release" / "metadata.json").write_text(  # written last by Megatron: the dir is complete
+        '{"sharded_backend": "torch_dist", "sharded_backend_version": 1, "common_backend": "torch", "common_backend_version": 1}')
     (ref / "latest_checkpointed_iteration.txt").write_text("release")
     data = root / "pokerbench" / "train.jsonl"
     data.parent.mkdir()

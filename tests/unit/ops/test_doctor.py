@@ -1,17 +1,19 @@
 """cluster/doctor.py and cluster/launcher/preflight.py: every finding, fed captured nvidia-smi output through an injected Probe."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from dataclasses import replace
+from typing import Callable
 
 import pytest
 
 from cluster.checks import scale_topology
 from cluster.doctor import render_doctor_spec
 from cluster.launcher.preflight import (
-    CHECKS, DoctorSpec, GpuInfo, GpuReport, Probe, blocking, check_disk, check_gpus, check_inputs, check_packages,
-    check_sources, parse_nvidia_smi, probe_gpus, raise_on_blocking, run_doctor, visible_subset,
+    CHECKS, DoctorSpec, GpuInfo, GpuReport, Probe, PythonEnv, blocking, check_disk, check_gpus, check_inputs,
+    check_packages, check_sources, parse_nvidia_smi, probe_gpus, raise_on_blocking, run_doctor, visible_subset,
 )
 from cluster.errors import ConfigError
 from cluster.profile import load_profile
@@ -36,6 +38,15 @@ def smi(text: str, env=None) -> GpuReport:
 
 def gpus_probe(text: str, **env: str) -> Probe:
     return Probe(env=env, gpus=lambda e: probe_gpus(e, run=lambda argv: text))
+
+
+def env_with(found=lambda name: True, numpy="1.26.4") -> Callable:
+    """A Probe.python_env answering as an interpreter whose modules are `found` (name -> bool)."""
+    def answer(python, pythonpath, names, env):
+        modules = {n: {"origin": f"/site/{n.replace('.', '/')}/__init__.py", "locations": [f"/site/{n}"]}
+                   if found(n) else None for n in names}
+        return PythonEnv(python, pythonpath, "/usr/bin/python3", "3.10.12", modules, {"numpy": numpy, "ray": "2.55.0"})
+    return answer
 
 
 def spec(**changes) -> DoctorSpec:
@@ -127,17 +138,28 @@ def test_cpu_only_stage_needs_no_gpu():
 
 
 def test_packages_found_and_missing_with_the_fix():
-    probe = Probe(env={}, find_spec=lambda name: name == "ray")
+    probe = Probe(env={}, python_env=env_with(lambda name: name == "ray"))
     findings = {f.check: f for f in check_packages(spec(), probe)}
-    assert findings["package:ray"].ok
+    assert findings["package:ray"].ok and findings["python"].ok
     assert not findings["package:pybase64"].ok and "pip install pybase64" in findings["package:pybase64"].message
     assert not findings["package:sglang"].ok and "slimerl/slime image" in findings["package:sglang"].message
+    for name, fix in (("pydantic", "pip install pydantic"), ("wandb", "pip install wandb"),
+                      ("transformer_engine", "transformer_engine[pytorch]")):
+        assert not findings[f"package:{name}"].ok and findings[f"package:{name}"].blocking
+        assert fix in findings[f"package:{name}"].message
+    assert not findings["package:flash_attn"].ok and not findings["package:flash_attn"].blocking
+    assert not findings["package:apex"].ok and not findings["package:apex"].blocking
 
 
-def test_the_default_probe_finds_real_modules_without_importing_them():
-    probe = Probe()
-    assert probe.find_spec("yaml") and not probe.find_spec("surely_not_a_module_xyz")
-    assert not probe.find_spec("surely_not_a_module_xyz.sub")  # a dotted name with a missing parent
+def test_the_python_is_asked_with_the_spec_interpreter_and_pythonpath():
+    seen = []
+    probe = Probe(env={"PATH": "/x"}, python_env=lambda *args: seen.append(args) or env_with()(*args))
+    check_packages(spec(python="python3", pythonpath=("/m", "/s")), probe)
+    python, pythonpath, names, env = seen[0]
+    assert (python, pythonpath, env) == ("python3", ("/m", "/s"), {"PATH": "/x"})
+    assert {"slime", "megatron.training", "transformer_engine", "numpy", "pydantic", "wandb"} <= set(names)
+    check_packages(spec(), probe)
+    assert seen[1][0] == sys.executable and seen[1][1] is None  # an old spec: this interpreter, this environment
 
 
 def test_sources_present_and_missing(ready):
@@ -181,13 +203,14 @@ def test_disk(tmp_path):
 
 def test_run_doctor_on_a_ready_profile(ready):
     profile = load_profile("smoke", sets=ready.sets, env=ready.env)
-    probe = Probe(env={}, gpus=lambda e: smi(A100x4), find_spec=lambda name: True,
-                  disk_free=lambda path: 10**12)
+    probe = Probe(env={}, gpus=lambda e: smi(A100x4), python_env=env_with(), disk_free=lambda path: 10**12)
     findings = run_doctor(render_doctor_spec(profile), probe=probe)
     assert blocking(findings) == [], [f.line() for f in findings]
     checks = [f.check for f in findings]
-    for name in ("gpus", "gpu0", "package:pybase64", "package:ray", "package:sglang", "slime", "megatron",
-                 "path:paths.hf-checkpoint", "path:paths.ref-load", "path:paths.prompt-data", "disk"):
+    for name in ("gpus", "gpu0", "python", "import:slime", "import:megatron.training", "package:transformer_engine",
+                 "package:numpy", "package:pydantic", "package:wandb", "package:pybase64", "package:ray",
+                 "package:sglang", "package:flash_attn", "package:apex", "slime", "megatron",
+                 "path:paths.hf-checkpoint", "path:paths.ref-load", "ref-load", "path:paths.prompt-data", "disk"):
         assert name in checks
     raise_on_blocking(findings)  # nothing to raise
 
@@ -201,19 +224,19 @@ def test_doctor_spec_follows_nodes_and_load_ckpt(ready):
 
 
 def test_raise_on_blocking_is_one_line():
-    probe = Probe(env={}, gpus=lambda e: smi(V100x4), find_spec=lambda name: False,
+    probe = Probe(env={}, gpus=lambda e: smi(V100x4), python_env=env_with(lambda name: False),
                   disk_free=lambda path: 10**12, writable=lambda path: True)
     findings = run_doctor(spec(save="/tmp"), checks=(check_gpus, check_packages), probe=probe)
     with pytest.raises(ConfigError) as err:
         raise_on_blocking(findings, where="node n1")
     message = str(err.value)
     assert message.startswith("node n1: gpu0: GPU 0 (Tesla V100-SXM2-32GB): compute capability 7.0")
-    assert "+6 more" in message and "\n" not in message
+    assert "+12 more" in message and "\n" not in message  # 3 more GPUs, 2 imports, TE, numpy, 5 packages
 
 
 def test_checks_are_selectable():
     assert run_doctor(spec(), checks=(), probe=Probe(env={})) == []
-    assert len(CHECKS) == 5
+    assert len(CHECKS) == 7
 
 
 def doctor_cli(*args: str, env) -> subprocess.CompletedProcess:
@@ -235,11 +258,41 @@ def test_cli_exit_0_when_nothing_blocks(ready, capsys, monkeypatch):
 
     for key, value in ready.env.items():
         monkeypatch.setenv(key, value)
-    probe = Probe(env={}, gpus=lambda e: smi(A100x4), find_spec=lambda name: True, disk_free=lambda path: 10**12)
+    probe = Probe(env={}, gpus=lambda e: smi(A100x4), python_env=env_with(), disk_free=lambda path: 10**12)
     code = doctor.main(["--profile", "smoke", *(w for s in ready.sets for w in ("--set", s))], probe=probe)
     out = capsys.readouterr()
     assert code == 0 and out.err == ""
-    assert out.out.splitlines()[-1] == "all 14 checks passed"
+    assert out.out.splitlines()[-1] == "all 25 checks passed"
+
+
+def test_cli_json_for_scripts(ready, capsys, monkeypatch):
+    from cluster import doctor
+
+    for key, value in ready.env.items():
+        monkeypatch.setenv(key, value)
+    probe = Probe(env={}, gpus=lambda e: smi(A100x4), python_env=env_with(lambda n: n != "wandb", numpy="2.1.0"),
+                  disk_free=lambda path: 10**12)
+    code = doctor.main(["--profile", "smoke", "--json", *(w for s in ready.sets for w in ("--set", s))], probe=probe)
+    report = json.loads(capsys.readouterr().out)
+    assert code == 2 and report["ok"] is False and report["blocking"] == 2
+    bad = {f["check"]: f for f in report["findings"] if not f["ok"]}
+    assert set(bad) == {"package:wandb", "package:numpy"}
+    assert bad["package:numpy"]["severity"] == "error" and "numpy<2" in bad["package:numpy"]["message"]
+    assert report["spec"]["pythonpath"] == [str(ready.root / "Megatron-LM"), str(ready.root / "slime"), str(ROOT)]
+
+
+def test_cli_warns_that_a_container_image_is_not_this_host(ready, capsys, monkeypatch):
+    from cluster import doctor
+
+    for key, value in ready.env.items():
+        monkeypatch.setenv(key, value)
+    probe = Probe(env={}, gpus=lambda e: smi(A100x4), python_env=env_with(), disk_free=lambda path: 10**12)
+    sets = [*ready.sets, "container.runtime=pyxis", "container.image=nvcr.io#nvidia/pytorch:24.07-py3"]
+    code = doctor.main(["--profile", "smoke", *(w for s in sets for w in ("--set", s))], probe=probe)
+    out = capsys.readouterr()
+    assert code == 0 and out.out.splitlines()[-1] == "all 26 checks passed (1 warning(s))"
+    assert "warning: container: the profile runs the stages in pyxis image nvcr.io#nvidia/pytorch:24.07-py3" in out.err
+    assert "srun --container-image=nvcr.io#nvidia/pytorch:24.07-py3 python3 -m cluster.doctor" in out.err
 
 
 @pytest.mark.parametrize("args,why", [([], "no profile"), (["--profile", "nope"], "unknown profile"),

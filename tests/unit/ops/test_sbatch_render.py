@@ -100,7 +100,7 @@ def test_stage_env_is_exported_and_pythonpath_keeps_the_project(ready, tmp_path)
     _, plan = make_plan(ready, env_extra={"REF_LOAD": str(tmp_path / "noref")})
     text = render_sbatch_script(plan.stage("convert"), plan)
     assert f'export PYTHONPATH={PROJECT_ROOT}"${{PYTHONPATH:+:$PYTHONPATH}}"' in text
-    assert f'export PYTHONPATH={ready.root}/Megatron-LM":$PYTHONPATH"' in text
+    assert f'export PYTHONPATH={ready.root}/Megatron-LM:{ready.root}/slime":$PYTHONPATH"' in text
 
 
 def test_pyxis_options_go_on_srun_and_the_host_python_becomes_python3(ready):

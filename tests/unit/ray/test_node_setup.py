@@ -36,9 +36,15 @@ def test_secret_value_in_entrypoint_or_runtime_env_refused(tmp_path: Path, entry
         check_no_secret_values(node(tmp_path, entrypoint, env_vars))
 
 
+def test_a_short_secret_is_still_refused(tmp_path: Path) -> None:
+    # issue 13: no minimum length; HF_TOKEN is "short" here
+    with pytest.raises(ConfigError, match="value of HF_TOKEN appears"):
+        check_no_secret_values(node(tmp_path, ["python3", "train.py", "--note", "short"]))
+
+
 def test_clean_entrypoint_passes(tmp_path: Path) -> None:
-    # "short" is below the length where a match could be a coincidence with ordinary args
-    check_no_secret_values(node(tmp_path, ["python3", "train.py", "--note", "short"]))
+    # the value only inside a longer word ("shortcut") is not the secret
+    check_no_secret_values(node(tmp_path, ["python3", "train.py", "--note", "shortcut", "--wandb-project", "x"]))
 
 
 def test_temp_dir_never_shared_with_an_existing_one(tmp_path: Path) -> None:
