@@ -32,6 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cluster.launcher.auth import create_token, read_token, render_auth_env, token_path  # noqa: E402
 from cluster.launcher import api as ray_api  # noqa: E402
 from cluster.launcher.spec import LaunchSpec, RaySpec  # noqa: E402
 from cluster.launcher.node import POLL_S  # noqa: E402
@@ -206,24 +207,26 @@ def bare_node(work: Path, nodes: int) -> int:
     temp = render_temp_dir("/tmp", job_id, node_id, 0)
     tag = f"bare-{job_id}-{node_id}"
     head_file = work / "head.json"
+    token_file = token_path(work)  # token auth as the launcher runs it: node 0 mints, workers read
     if node_id == 0:
-        address = None
+        address, token = None, create_token(token_file)
     else:
         address = wait_for(lambda: read_json(head_file), "bare head.json")["gcs"]
+        token = read_token(token_file)
     argv = render_start_argv(head_address=address, node_ip=ip, node_name=socket.gethostname(),
                              ports=ports, num_gpus=GPUS, num_cpus=GPUS, object_store_memory=STORE,
                              temp_dir=temp)
-    env = render_start_env(os.environ, ports, {}, tag)
+    env = render_start_env(os.environ, ports, {}, tag, auth=render_auth_env("token", token_file))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         if node_id == 0:
             base = f"http://{ip}:{ports.dashboard}"
-            wait_for(lambda: _ok(lambda: ray_api.get_version(base)), "bare head API")
+            wait_for(lambda: _ok(lambda: ray_api.get_version(base, token=token)), "bare head API")
             wait_for(lambda: _ok(lambda: any(n.is_head and n.state == "ALIVE"
-                                             for n in ray_api.list_nodes(base))), "bare head ALIVE")
+                                             for n in ray_api.list_nodes(base, token=token))), "bare head ALIVE")
             _write(head_file, {"gcs": f"{ip}:{ports.gcs}"})
-            wait_for(lambda: _ok(lambda: _all_ready(base, nodes)), "bare cluster ready")
+            wait_for(lambda: _ok(lambda: _all_ready(base, nodes, token)), "bare cluster ready")
             _write(work / "ready.json", {"time": time.time(), "job_id": job_id})
         wait_for(lambda: (work / "release").exists(), "release", 600)
     finally:
@@ -241,8 +244,8 @@ def _ok(fn) -> bool:
         return False
 
 
-def _all_ready(base: str, nodes: int) -> bool:
-    alive = [n for n in ray_api.list_nodes(base) if n.state == "ALIVE"]
+def _all_ready(base: str, nodes: int, token: str) -> bool:
+    alive = [n for n in ray_api.list_nodes(base, token=token) if n.state == "ALIVE"]
     return len(alive) == nodes and sum(n.gpus for n in alive) == nodes * GPUS
 
 

@@ -76,6 +76,10 @@ def main() -> int:
             slurm_delay = restarted - signalled
         finally:
             subprocess.run(["scancel", job], check=False)
+            # Its processes write into the work dir (logs, result pickles, core files) until
+            # they are gone: remove the dir only once Slurm has ended the job.
+            wait(lambda: not subprocess.run(["squeue", "-h", "-j", job], capture_output=True, text=True).stdout.strip(),
+                 f"job {job} to leave the queue after scancel")
     problems = []
     if str(second.get("restart")) != "1":
         problems.append(f"the second start is not the job's first restart: {second}")

@@ -39,6 +39,15 @@ class RayStartError(HoldemClusterError):
     exit_code = EXIT_INFRA
 
 
+class NodeFault(RayStartError):
+    """One node is to blame (lost mid-run, failed its GPU check): the launcher may leave it out of
+    the requeued job (cluster/launcher/quarantine.py)."""
+
+    def __init__(self, message: str, host: str, why: str) -> None:
+        super().__init__(message)
+        self.host, self.why = host, why
+
+
 class JobFailedError(HoldemClusterError):
     """The workload itself (a stage's command, the Ray job) failed."""
 

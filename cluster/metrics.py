@@ -397,6 +397,7 @@ def plot(collector: Collector, path: Path, title: str) -> Path:
         raise ConfigError("--plot needs matplotlib: pip install -e '.[plot]' (or pip install matplotlib)") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     rows = collector.ordered()
     flags = compute_flags(rows)
@@ -424,6 +425,7 @@ def plot(collector: Collector, path: Path, title: str) -> Path:
             ax.text(0.5, 0.5, "no data", transform=ax.transAxes, ha="center", color="grey")
     for ax in axes[-1]:
         ax.set_xlabel("rollout")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rollouts are whole numbers
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

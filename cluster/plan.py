@@ -223,7 +223,7 @@ def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str],
         return LaunchSpec.from_dict(data, where="launch spec")
     except ConfigError as err:
         text = str(err).removeprefix("launch spec: ")
-        key = re.match(r"(ray\.[\w.-]+|watchdog\.[\w-]+|env_vars\.[\w-]+)", text)
+        key = re.match(r"(ray\.[\w.-]+|watchdog\.[\w-]+|network\.[\w-]+|env_vars\.[\w-]+)", text)
         origin = profile.where(key.group(1).replace("env_vars.", "env.")) if key else str(profile.path)
         raise ConfigError(f"{origin}: {text}") from None
 
@@ -251,9 +251,12 @@ def _launch_spec_data(profile: Profile, chain_dir: str, slime_args: list[str],
         # the launcher enforces the cap itself: requeues without a signal (scontrol requeue,
         # NODE_FAIL) never reach submitit's checkpoint() that counts them
         "max_restarts": slurm.get("max_restarts") or 0,
+        # a node the launcher blames is left out of the requeued job, this many in all (quarantine)
+        "max_excluded_nodes": slurm.get("max_excluded_nodes", 1),
         # every key of the profile's ray section goes through, so an unknown one fails the spec's check
         "ray": {k: v for k, v in {**ray, "health_check": ray.get("health_check") or {}}.items() if v is not None},
         "watchdog": {k: v for k, v in (profile.get("watchdog") or {}).items() if v is not None},
+        "network": {k: v for k, v in (profile.get("network") or {}).items() if v is not None},
     }
 
 

@@ -17,7 +17,7 @@ SLIME_SECTIONS = (
     "topology", "parallel", "rollout", "dynamic_sampling", "sglang", "algorithm", "model",
     "misc", "plugins", "checkpoint", "eval", "paths", "wandb",
 )
-OTHER_SECTIONS = ("env", "slurm", "ray", "stages", "container", "watchdog")
+OTHER_SECTIONS = ("env", "slurm", "ray", "network", "stages", "container", "watchdog")
 TOP_LEVEL = ("extends", "description")
 
 # Free-form maps: any key allowed, values are strings (environment) or sbatch options.
@@ -44,13 +44,18 @@ OUR_KEYS: dict[str, str] = {
     "slurm.mem": "str?",
     "slurm.extra": "map",
     "slurm.max_restarts": "int0",
+    # a node the launcher blames (lost mid-run, failed GPU check) is left out of requeues, this many in all
+    "slurm.max_excluded_nodes": "int0",
     "slurm.signal_grace_s": "int+",
     # true: the compute nodes (convert, train) have no internet: HF_HUB_OFFLINE=1, W&B must be offline
     "slurm.compute_offline": "bool",
     "ray.object_store_memory": "int+",
     "ray.num_cpus": "int+?",
-    "ray.node_ip": "str?",
-    "ray.interface": "str?",
+    "ray.node_ip": "str?",  # deprecated: network.cidr <ip>/32
+    "ray.interface": "str?",  # deprecated alias of network.interface
+    # one network setting (cluster/launcher/network.py): a NIC name or an IPv4 network; null: the hostname's address
+    "network.interface": "str?",
+    "network.cidr": "str?",
     "ray.head_timeout_s": "int+",
     "ray.ready_timeout_s": "int+",
     "ray.health_check": "map",

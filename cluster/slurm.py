@@ -25,7 +25,7 @@ from cluster.fsutil import write_json_atomic
 from cluster.plan import Plan, StagePlan, resolve_job_refs
 
 NO_SLURM = ("Slurm not found: sbatch is not on PATH. Run this on a login node of your cluster, or start "
-            "a local one with `sudo scripts/local-slurm.sh up`; --dry-run works without Slurm.")
+            "a local one: run `bash scripts/local-slurm.sh up` as root; --dry-run works without Slurm.")
 # sbatch option -> SlurmExecutor parameter; anything else goes to additional_parameters.
 _NATIVE = {"job-name", "nodes", "ntasks-per-node", "gpus-per-node", "cpus-per-task", "mem", "partition",
            "account", "qos", "constraint", "exclusive", "dependency", "comment"}

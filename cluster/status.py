@@ -36,7 +36,14 @@ def stage_rows(record: dict[str, Any], jobs: dict[str, JobInfo]) -> list[dict[st
             "log_dir": stage.get("log_dir") or "",
             "runs": read_runs(stage.get("log_dir")),
         })
+        rows[-1]["excluded_nodes"] = excluded_nodes(rows[-1]["runs"])
     return rows
+
+
+def excluded_nodes(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The nodes the launcher left out of the job's requeues: which, why, after which run."""
+    return [{"node": q["node"], "why": q["why"], "restart": run["restart"]} for run in runs
+            if (q := run.get("quarantine")) and q.get("left_out") and q.get("requeued")]
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
@@ -58,7 +65,7 @@ def read_runs(log_dir: str | None) -> list[dict[str, Any]]:
         if not run_dir.name.removeprefix("restart-").isdigit():
             continue
         info, done = _read(run_dir / "resume.json"), _read(run_dir / "rendezvous" / "done.json")
-        if info is None and done is None:
+        if info is None and done is None and not (run_dir / "quarantine.json").is_file():
             continue
         run: dict[str, Any] = {"restart": int(run_dir.name.removeprefix("restart-"))}
         if info is not None:
@@ -70,8 +77,20 @@ def read_runs(log_dir: str | None) -> list[dict[str, Any]]:
                         "exit_code": done.get("exit_code"), "message": (message.splitlines() or [""])[0]})
         if (run_dir / "ray-logs").is_dir():
             run["ray_logs"] = str(run_dir / "ray-logs")
+        quarantine = _read(run_dir / "quarantine.json")  # a node the launcher blamed (cluster/launcher/quarantine.py)
+        if quarantine is not None:
+            run["quarantine"] = {k: quarantine.get(k) for k in ("node", "why", "left_out", "requeued", "exclude",
+                                                                 "decision", "outcome")}
         runs.append(run)
     return sorted(runs, key=lambda r: r["restart"])
+
+
+def _quarantine_line(q: dict[str, Any]) -> str:
+    if q.get("left_out") and q.get("requeued"):
+        return f"left {q['node']} out of the requeued job ({q['why']})"
+    if q.get("requeued") is False or (q.get("requeued") and not q.get("left_out")):
+        return f"blamed {q['node']} ({q['why']}): {q.get('outcome')}"  # the requeue itself went wrong
+    return f"blamed {q['node']} ({q['why']}): {q.get('decision')}"
 
 
 def chain_state(rows: list[dict[str, Any]]) -> str:
@@ -105,8 +124,13 @@ def render_table(rows: list[dict[str, Any]]) -> str:
                 out.append(f"  {r['stage']} run {run['restart']}: {run['final']}: {run['message']}")
             if run.get("cause"):
                 out.append(f"  {r['stage']} run {run['restart']}: cause: {run['cause']}")
+            if run.get("quarantine"):
+                out.append(f"  {r['stage']} run {run['restart']}: {_quarantine_line(run['quarantine'])}")
             if run.get("ray_logs"):
                 out.append(f"  {r['stage']} run {run['restart']}: Ray's own log tails (raylet, GCS, workers): {run['ray_logs']}")
+    out += [f"  {r['stage']}: nodes left out (slurm.max_excluded_nodes): "
+            + ", ".join(f"{e['node']} (after run {e['restart']})" for e in r["excluded_nodes"])
+            for r in rows if r.get("excluded_nodes")]
     return "\n".join(line.rstrip() for line in out)
 
 

@@ -71,8 +71,9 @@ RULES: tuple[Rule, ...] = (
     Rule("lost-node", _r(r"(?:Ray node on (\S+) is DEAD|node \d+ \((\S+)\) failed|lost the head (\S+)"
                          r"|head (\S+) unreachable|NODE_FAIL)"),
          "lost node {0}",
-         "the job is requeued while restarts remain; if the same node fails again, leave it out "
-         "(--set slurm.extra.exclude=NODE) and tell the admins"),
+         "while restarts remain the launcher leaves the node out of the requeued job (slurm.max_excluded_nodes; "
+         "cluster.status says which); otherwise leave it out yourself (--set slurm.extra.exclude=NODE) and tell "
+         "the admins"),
     Rule("nccl-timeout", _r(r"(Watchdog caught collective operation timeout[^\n]{0,60}|NCCL[^\n]{0,80}time(?:d)? ?out[^\n]{0,40}"
                             r"|ProcessGroupNCCL[^\n]{0,80}timed out)"),
          "NCCL timeout: {0}",

@@ -5,7 +5,8 @@ rendered arguments appended. It reads the ones it needs and ignores the rest, as
 Per rollout: Ray tasks spread over the nodes (SPREAD, num_cpus=1) run the real holdem
 `generate` + `reward_func` on stand-in Samples against the SGLang stand-in (started here, on the
 head node's address, with a scripted policy: demo/policy.py); then the real
-`log_rollout_data`; then a checkpoint-like marker in the Megatron layout under --save and the
+`log_rollout_data` and the metric lines slime itself would print (demo/slime_metrics.py: the
+rollout's from the real samples, the train steps' STAND-IN values); then a checkpoint-like marker in the Megatron layout under --save and the
 rollout report `<save>/report.json`. It resumes from --load [--ckpt-step] like slime (at the rollout
 after the loaded one) and finishes at once when every rollout is already done.
 
@@ -57,6 +58,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--rollout-temperature", type=float, default=1.0)
     p.add_argument("--rollout-shuffle", action="store_true")
     p.add_argument("--seed", type=int, default=1234)
+    # what slime's metric lines need (demo/slime_metrics.py)
+    p.add_argument("--rollout-num-gpus", type=int, default=None)
+    p.add_argument("--global-batch-size", type=int, default=None)
+    p.add_argument("--reward-key", default=None)
+    p.add_argument("--advantage-estimator", default="grpo")
+    p.add_argument("--lr", type=float, default=1e-6)
+    p.add_argument("--use-kl-loss", action="store_true")
+    p.add_argument("--kl-loss-coef", type=float, default=0.0)
+    p.add_argument("--entropy-coef", type=float, default=0.0)
     args, _ignored = p.parse_known_args(argv)
     return args
 
@@ -184,6 +194,7 @@ def run_rollouts(args: argparse.Namespace, rows: list[tuple[str, str]], save: Pa
     from demo.policy import demo_script
     from demo.sglang_standin import SGLangStandIn
     from holdem.chat import load_tokenizer
+    from demo.slime_metrics import log_slime_metrics
     from holdem.metrics import log_rollout_data
 
     ray.init(address="auto", log_to_driver=False)
@@ -194,6 +205,8 @@ def run_rollouts(args: argparse.Namespace, rows: list[tuple[str, str]], save: Pa
     ip = ray.util.get_node_ip_address()  # not loopback: tasks on other nodes must reach the server
     server = SGLangStandIn(load_tokenizer(args.hf_checkpoint), demo_script, host=ip).start()
     say(f"SGLang stand-in (scripted policy) listening at {server.url}")
+    say("slime's metric lines follow every rollout (perf/rollout: from the real samples; step: STAND-IN "
+        "train-side values, no training here: demo/slime_metrics.py)")
     config = {
         "args": {"sglang_router_ip": ip, "sglang_router_port": server.port, "hf_checkpoint": args.hf_checkpoint,
                  "rollout_max_response_len": args.rollout_max_response_len},
@@ -206,6 +219,7 @@ def run_rollouts(args: argparse.Namespace, rows: list[tuple[str, str]], save: Pa
             samples, placed, elapsed = run_rollout(ray, remote, config, rollout_prompts(rows, args, rollout_id),
                                                    rollout_id, tasks)
             log_rollout_data(rollout_id, args, samples, None, elapsed)
+            log_slime_metrics(rollout_id, args, samples, elapsed)  # slime's own metric lines
             entry = summarize_rollout(rollout_id, samples, placed, elapsed)
             saving = _should_save(rollout_id, args)
             if saving:

@@ -10,6 +10,8 @@
 # What you get: munged, a private MariaDB (127.0.0.1), slurmdbd and slurmctld on the host, and
 # N slurmd, each in its own network namespace with hostname n1..nN, address SUBNET.11.. on a
 # host bridge (SUBNET.1), NO default route (nothing started inside can leave the machine),
+# and a second interface eth1 (SUBNET2.11..) whose host end is connected to nothing: like a NIC
+# on a network the nodes do not share, so choosing it (network.interface eth1) must fail,
 # 4 CPUs and 4 device-file GPUs (gres/gpu) per node. Partitions: debug (default) and long.
 # Accounts: holdem (everyone's default) and other; unknown accounts are rejected by sbatch.
 # Clients need no extra env: /etc/slurm/slurm.conf is a symlink to the state dir's config, so
@@ -21,12 +23,14 @@
 # stops slurmctld before the slurmds, kills what is left inside its namespaces, then stops
 # slurmdbd, MariaDB and munged — only processes whose PIDs it recorded — and removes its
 # namespaces and bridge. It is safe to run twice. The state dir (database, job ids) is kept
-# unless --purge is given.
+# unless --purge is given. `up` on a running cluster also adds a missing second interface (eth1)
+# to its namespaces, touching nothing else (clusters started before eth1 existed).
 #
 # Environment (for a second, independent instance, e.g. in tests; defaults in brackets):
 #   LOCAL_SLURM_STATE_DIR [/var/lib/holdem-local-slurm]   all config, logs, PID files, database
 #   LOCAL_SLURM_NAME      [holdem]  cluster name; prefix of namespaces, bridge and veths (<= 10 chars)
 #   LOCAL_SLURM_SUBNET    [10.77.0] first three octets of the /24 on the bridge
+#   LOCAL_SLURM_SUBNET2   [10.78.0] first three octets of the isolated second interfaces' /24
 #   LOCAL_SLURM_NODE_PREFIX [n]     node names are <prefix>1..<prefix>N
 #   LOCAL_SLURM_PORT_BASE [6817]    slurmctld=base, slurmd=base+1, slurmdbd=base+2, MariaDB=base+3
 #   LOCAL_SLURM_ETC_LINK  [1]       1: point /etc/slurm/slurm.conf at this instance; 0: use SLURM_CONF
@@ -37,6 +41,7 @@ set -euo pipefail
 STATE=${LOCAL_SLURM_STATE_DIR:-/var/lib/holdem-local-slurm}
 NAME=${LOCAL_SLURM_NAME:-holdem}
 SUBNET=${LOCAL_SLURM_SUBNET:-10.77.0}
+SUBNET2=${LOCAL_SLURM_SUBNET2:-10.78.0}
 PREFIX=${LOCAL_SLURM_NODE_PREFIX:-n}
 PORT_BASE=${LOCAL_SLURM_PORT_BASE:-6817}
 ETC_LINK=${LOCAL_SLURM_ETC_LINK:-1}
@@ -66,6 +71,8 @@ check_settings() {
     usage_error "LOCAL_SLURM_NAME=$NAME must be 1-10 lower-case letters/digits starting with a letter"
   [[ $SUBNET =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] ||
     usage_error "LOCAL_SLURM_SUBNET=$SUBNET must be three octets, e.g. 10.77.0"
+  [[ $SUBNET2 =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ && $SUBNET2 != "$SUBNET" ]] ||
+    usage_error "LOCAL_SLURM_SUBNET2=$SUBNET2 must be three octets other than LOCAL_SLURM_SUBNET, e.g. 10.78.0"
   [[ $PREFIX =~ ^[a-z][a-z0-9-]{0,15}$ ]] ||
     usage_error "LOCAL_SLURM_NODE_PREFIX=$PREFIX must be lower-case letters/digits"
   if ! [[ $PORT_BASE =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE >= 32760)); then usage_error "LOCAL_SLURM_PORT_BASE=$PORT_BASE must be a number in 1024..32759 (below the ephemeral range)"; fi
@@ -206,6 +213,7 @@ install_packages() {
 
 node_name() { echo "$PREFIX$1"; }
 node_addr() { echo "$SUBNET.$((10 + $1))"; }
+node_addr2() { echo "$SUBNET2.$((10 + $1))"; }
 node_ns() { echo "$NAME-$PREFIX$1"; }
 
 write_file() { # atomically: write_file PATH MODE < content
@@ -342,6 +350,29 @@ setup_network() {
     # Only the bridge subnet is reachable: no default route, so nothing leaves the machine.
     ! ip -n "$ns" route show default | grep -q . || fail "namespace $ns has a default route; refusing to start"
   done
+  setup_second_interfaces "$n"
+}
+
+# eth1 in each node namespace: a veth whose host end (<name>w<i>) is up but in no bridge and has no
+# address, so a node's eth1 reaches nothing (another node's eth1 address does not answer ARP).
+# Idempotent and additive: on a running cluster it only adds what is missing.
+setup_second_interfaces() {
+  local n=$1 i ns host_end
+  for i in $(seq 1 "$n"); do
+    ns=$(node_ns "$i"); host_end=${NAME}w$i
+    [[ -e /run/netns/$ns ]] || fail "namespace $ns is missing; run '$0 down' and '$0 up $n'"
+    if ! ip -n "$ns" link show eth1 >/dev/null 2>&1; then
+      ip link del "$host_end" 2>/dev/null || true  # a half-made pair from an interrupted run
+      ip link add "$host_end" type veth peer name "${NAME}q$i"
+      ip link set "${NAME}q$i" netns "$ns"
+      ip -n "$ns" link set "${NAME}q$i" name eth1
+      log "added isolated interface eth1 $(node_addr2 "$i") to $(node_name "$i")"
+    fi
+    ip link set "$host_end" up
+    ip -n "$ns" addr replace "$(node_addr2 "$i")/24" dev eth1
+    ip -n "$ns" link set eth1 up
+    ! ip -n "$ns" route show default | grep -q . || fail "namespace $ns has a default route; refusing to go on"
+  done
 }
 
 # Kill every process left inside our namespaces (job steps, daemonised Ray...): they are ours by
@@ -372,7 +403,7 @@ kill_namespace_processes() {
 teardown_network() {
   local ns veth
   # Delete the veths ourselves: the kernel removes them only some time after their namespace.
-  for veth in /sys/class/net/"$NAME"v[0-9]*; do
+  for veth in /sys/class/net/"$NAME"v[0-9]* /sys/class/net/"$NAME"w[0-9]*; do
     [[ -e $veth ]] && ip link del "${veth##*/}" 2>/dev/null
   done
   for ns in /run/netns/"$NAME-$PREFIX"*; do
@@ -478,14 +509,19 @@ nodes_idle() {
 }
 
 write_cluster_env() {
-  local n=$1 i nodes=() addrs=() nss=()
-  for i in $(seq 1 "$n"); do nodes+=("$(node_name "$i")"); addrs+=("$(node_addr "$i")"); nss+=("$(node_ns "$i")"); done
+  local n=$1 i nodes=() addrs=() addrs2=() nss=()
+  for i in $(seq 1 "$n"); do
+    nodes+=("$(node_name "$i")"); addrs+=("$(node_addr "$i")"); addrs2+=("$(node_addr2 "$i")"); nss+=("$(node_ns "$i")")
+  done
   write_file "$STATE/cluster.env" 644 <<EOF
 LOCAL_SLURM_NAME=$NAME
 LOCAL_SLURM_STATE_DIR=$STATE
 SLURM_CONF=$CONF
 NODES="${nodes[*]}"
 ADDRS="${addrs[*]}"
+IFACE=eth0
+ISOLATED_IFACE=eth1
+ISOLATED_ADDRS="${addrs2[*]}"
 NETNS="${nss[*]}"
 CONTROLLER_ADDR=$SUBNET.1
 PARTITIONS="debug long"
@@ -519,6 +555,8 @@ cmd_up() {
   local n=$1 state
   state=$(cluster_state)
   if [[ $state == up && $(running_nodes) == "$n" ]]; then
+    setup_second_interfaces "$n"  # a cluster started before eth1 existed gets it; nothing else changes
+    write_cluster_env "$n"
     log "already up with $n nodes (no-op); SLURM_CONF=$CONF"
     return 0
   fi
@@ -596,7 +634,7 @@ cmd_status() {
     if daemon_alive "$d"; then echo "$d: running (pid $pid)"; else echo "$d: stopped"; fi
   done
   for i in $(seq 1 "$n"); do
-    echo "node $(node_name "$i"): $(node_addr "$i") in netns $(node_ns "$i")$([[ -e /run/netns/$(node_ns "$i") ]] || echo ' (missing)')"
+    echo "node $(node_name "$i"): $(node_addr "$i") in netns $(node_ns "$i")$([[ -e /run/netns/$(node_ns "$i") ]] || echo ' (missing)'); isolated eth1 $(node_addr2 "$i")$(ip -n "$(node_ns "$i")" link show eth1 >/dev/null 2>&1 || echo ' (missing)')"
   done
   if daemon_alive slurmctld; then sinfo 2>&1 || true; fi
   case $state in up) return 0 ;; partial) return 1 ;; *) return 3 ;; esac

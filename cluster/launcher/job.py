@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from cluster.launcher import api as ray_api
-from cluster.errors import JobFailedError, ConfigError, RayStartError
+from cluster.errors import JobFailedError, ConfigError, NodeFault, RayStartError
 from cluster.launcher.context import Node
 from cluster.launcher.ray_logs import strip_ansi
 from cluster.launcher.readiness import find_dead
@@ -115,8 +115,8 @@ def run_job(node: Node, base: str, guard: Callable[[], None]) -> None:
         return
     dead = _dead_node(node, base)
     if dead:  # the job failed because a node went away: that is the cause to report
-        raise RayStartError(f"{node.what}: Ray node on {dead} is DEAD; job {sid} ended "
-                            f"{job.status} (log: {_log_of(node, dead)})")
+        raise NodeFault(f"{node.what}: Ray node on {dead} is DEAD; job {sid} ended "
+                        f"{job.status} (log: {_log_of(node, dead)})", host=dead, why="lost mid-run: its Ray node is DEAD")
     code = "" if job.driver_exit_code is None else f" with exit code {job.driver_exit_code}"
     first = strip_ansi(job.message).splitlines()[0] if job.message else ""
     tail = "\n  ".join(tail_lines(driver_log, TAIL_LINES))
@@ -146,8 +146,9 @@ def _follow(node: Node, base: str, sid: str, follower: LogFollower,
                                         f"while job {sid} ran: {err}") from None
                 continue
             if dead:
-                raise RayStartError(f"{node.what}: Ray node on {dead} is DEAD while job {sid} "
-                                    f"was {job.status} (log: {_log_of(node, dead)})")
+                raise NodeFault(f"{node.what}: Ray node on {dead} is DEAD while job {sid} "
+                                f"was {job.status} (log: {_log_of(node, dead)})", host=dead,
+                                why="lost mid-run: its Ray node is DEAD")
             if job.status in ray_api.TERMINAL_JOB_STATES:
                 return job
         time.sleep(0.1)

@@ -5,12 +5,10 @@ exits, a node turns DEAD or another node's launcher fails or falls silent.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import resource
 import shutil
 import socket
-import struct
 import sys
 import time
 import traceback
@@ -20,7 +18,7 @@ from typing import Callable, Mapping, TypeVar
 
 from cluster.launcher import api as ray_api
 from cluster.launcher import auth
-from cluster.errors import EXIT_INFRA, EXIT_OK, ConfigError, HoldemClusterError, Interrupted, RayStartError
+from cluster.errors import EXIT_INFRA, EXIT_OK, ConfigError, HoldemClusterError, Interrupted, NodeFault, RayStartError
 from cluster.launcher.job import check_no_secret_values, run_job
 from cluster.launcher.procs import find_tree, rss_bytes, start_owned, stop_owned
 from cluster.launcher.ray_logs import copy_tails, strip_ansi
@@ -34,8 +32,12 @@ from cluster.launcher.rendezvous import (
     Heartbeat, HeartbeatWatch, NodeLog, RendezvousPaths, read_json, write_json_atomic,
 )
 
+from cluster.launcher import quarantine
 from cluster.launcher.context import Node
-from cluster.launcher.spec import LaunchSpec, SlurmIdentity
+from cluster.launcher.network import (
+    choose_address, describe_addresses, interface_of, local_ipv4_addresses, render_network_env,
+)
+from cluster.launcher.spec import LaunchSpec, SlurmIdentity, network_choice
 from cluster.launcher.watchdog import answer_stack_request
 
 T = TypeVar("T")
@@ -59,6 +61,7 @@ def run_ray_node(spec: LaunchSpec, ident: SlurmIdentity, env: Mapping[str, str],
     # claim success unless the job really succeeded.
     code, message = EXIT_INFRA, f"{node.what}: launcher on {ident.host} stopped unexpectedly"
     final = "failed"
+    left_out: quarantine.Decision | None = None  # a blamed node to leave out of the requeued job
     try:
         node.beat.beat("starting")
         check_restart_limit(node)
@@ -74,8 +77,11 @@ def run_ray_node(spec: LaunchSpec, ident: SlurmIdentity, env: Mapping[str, str],
     except HoldemClusterError as err:
         code, message = err.exit_code, strip_ansi(auth.redact(str(err), node.token))
         final = getattr(err, "final_state", "interrupted" if isinstance(err, Interrupted) else "failed")
+        left_out = quarantine.plan(node, err)
+        if left_out is not None:
+            message = f"{message}; {left_out.summary}"
         log.mark(f"error: {message}")
-        node.beat.beat("failed", message=message.splitlines()[0])
+        node.beat.beat("failed", message=message.splitlines()[0], **quarantine.heartbeat_fields(node, err))
     except Exception as err:  # a bug, not a cluster state: still tear down and say where
         message = strip_ansi(f"{message}: {type(err).__name__}: {err} (traceback in {log.path})")
         log.mark(f"error: {message}\n{traceback.format_exc()}")
@@ -87,6 +93,8 @@ def run_ray_node(spec: LaunchSpec, ident: SlurmIdentity, env: Mapping[str, str],
             write_json_atomic(paths.done, {"exit_code": code, "state": final, "message": message,
                                            "restart": ident.restart, "time": time.time()})
         _teardown(node, ok=code == 0)
+        if left_out is not None and left_out.requeue:  # after teardown: Slurm stops the job at once
+            log.mark(quarantine.apply(node, left_out))
     if code:
         sys.stderr.write(f"error: {message}\n")
     return code
@@ -96,7 +104,11 @@ def _preflight(node: Node) -> None:
     """cluster.doctor on this node before Ray starts: fail in seconds, not minutes into training."""
     from cluster.launcher.preflight import DoctorSpec, raise_on_blocking, run_doctor
 
-    raise_on_blocking(run_doctor(DoctorSpec.from_dict(node.spec.preflight)), where=f"{node.what}: preflight")
+    findings = run_doctor(DoctorSpec.from_dict(node.spec.preflight))
+    try:
+        raise_on_blocking(findings, where=f"{node.what}: preflight")
+    except ConfigError as err:  # a failed GPU check is this node's fault (quarantine)
+        raise quarantine.preflight_fault(node, findings, err) from None
     node.log.mark("preflight ok (cluster.doctor)")
 
 
@@ -176,42 +188,39 @@ def poll(check: Callable[[], T | None], timeout_s: float, what: str,
 
 # --- node setup -------------------------------------------------------------------------------
 
-def resolve_node_ip(node: Node) -> str:
-    r = node.spec.ray
-    if r.node_ip:
-        return r.node_ip
-    if r.interface:
-        return _interface_ip(r.interface)
+def resolve_node_address(node: Node) -> tuple[str, str | None]:
+    """This node's (address, NIC) from the one network setting (network.interface / network.cidr,
+    or the deprecated ray.interface / ray.node_ip), else from what its hostname resolves to. A
+    setting that matches nothing here fails with one line naming the node and its addresses."""
+    choice, host = network_choice(node.spec), node.ident.host
+    addrs = local_ipv4_addresses()
+    if choice.is_set:
+        try:
+            found = choose_address(addrs, choice)
+        except ValueError as err:
+            raise ConfigError(f"{node.what}: node {node.ident.node_id} ({host}): {err}") from None
+        if found is None:
+            raise ConfigError(
+                f"{node.what}: node {node.ident.node_id} ({host}): {choice.describe()} matches none of its "
+                f"interfaces: {describe_addresses(addrs)}. Set network.interface or network.cidr to the network "
+                f"the nodes share")
+        node.log.mark(f"network: {found[1]} on {found[0]} ({choice.describe()}; this node has "
+                      f"{describe_addresses(addrs)})")
+        return found[1], found[0]
     try:
         ip = socket.gethostbyname(socket.gethostname())
     except OSError as err:
         raise ConfigError(
-            f"{node.ident.host}: hostname {socket.gethostname()} does not resolve ({err}). Set "
-            f"ray.node_ip or ray.interface in the profile") from None
+            f"{host}: hostname {socket.gethostname()} does not resolve ({err}). Set network.interface "
+            f"or network.cidr in the profile (this node has {describe_addresses(addrs)})") from None
     if ip.startswith("127."):
         raise ConfigError(
-            f"{node.ident.host}: hostname {socket.gethostname()} resolves to loopback {ip}; other "
-            f"nodes could not reach Ray here. Set ray.interface (e.g. ib0) or ray.node_ip")
-    return ip
-
-
-def _interface_ip(name: str) -> str:
-    siocgifaddr = 0x8915
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        try:
-            res = fcntl.ioctl(s.fileno(), siocgifaddr, struct.pack("256s", name.encode()[:15]))
-        except OSError as err:
-            raise ConfigError(f"ray.interface {name}: no IPv4 address here ({err.strerror})") from None
-    return socket.inet_ntoa(res[20:24])
-
-
-def render_network_env(ip: str, interface: str | None) -> dict[str, str]:
-    """One network choice for everything that opens sockets between nodes: slime's own address,
-    and with ray.interface the NIC of NCCL and Gloo too (multi-NIC nodes pick wrongly otherwise)."""
-    env = {"SLIME_HOST_IP": ip}
-    if interface:
-        env.update({"NCCL_SOCKET_IFNAME": interface, "GLOO_SOCKET_IFNAME": interface})
-    return env
+            f"{host}: hostname {socket.gethostname()} resolves to loopback {ip}; other nodes could not "
+            f"reach Ray here. Set network.interface (e.g. ib0) or network.cidr (this node has "
+            f"{describe_addresses(addrs)})")
+    nic = interface_of(addrs, ip)
+    node.log.mark(f"network: {ip}{f' on {nic}' if nic else ''} (the hostname's address; no network.* set)")
+    return ip, nic
 
 
 def check_reaches_head(node: Node, gcs_address: str, ip: str, guard: Callable[[], None],
@@ -234,8 +243,9 @@ def check_reaches_head(node: Node, gcs_address: str, ip: str, guard: Callable[[]
     except RayStartError:
         raise RayStartError(
             f"{node.what}: node {node.ident.node_id} ({node.ident.host}) cannot reach the Ray head's GCS at "
-            f"{gcs_address} from its address {ip} ({last[0]}). Set ray.interface (or ray.node_ip) to the "
-            f"network the nodes share (log: {node.log.path})") from None
+            f"{gcs_address} from its address {ip} ({last[0]}). Set network.interface or network.cidr to the "
+            f"network the nodes share (its addresses: {describe_addresses(local_ipv4_addresses())}; "
+            f"log: {node.log.path})") from None
     node.log.mark(f"head GCS {gcs_address} reachable from {ip}")
 
 
@@ -357,7 +367,8 @@ def claim_temp_dir(node: Node) -> None:
                         f"{node.ident.host}; remove the stale ones")
 
 
-def start_ray(node: Node, ports: RayPorts, head_address: str | None, ip: str) -> None:
+def start_ray(node: Node, ports: RayPorts, head_address: str | None, ip: str,
+              interface: str | None = None, head_ip: str | None = None) -> None:
     r, g = node.spec.ray, check_gpus_here(node)
     claim_temp_dir(node)
     cpus, source = node_cpus(node)
@@ -367,7 +378,11 @@ def start_ray(node: Node, ports: RayPorts, head_address: str | None, ip: str) ->
         num_gpus=g, num_cpus=cpus, object_store_memory=r.object_store_memory, temp_dir=node.temp_dir)
     env = render_start_env(node.env, ports, r.health_check, node.tag,
                            auth=auth.render_auth_env(r.auth, node.token_file))
-    env.update(render_network_env(ip, r.interface))
+    net = render_network_env(ip, interface, head_ip or ip)
+    if not network_choice(node.spec).is_set:  # nothing chosen: a NIC the user exported stays theirs
+        net = {k: v for k, v in net.items() if not (k.endswith("_SOCKET_IFNAME") and k in node.env)}
+    env.update(net)
+    node.log.mark("network env: " + " ".join(f"{k}={v}" for k, v in sorted(net.items())))
     node.log.mark(f"ray start on {ip} ({g} GPUs, {cpus} CPUs, ports {ports.gcs}..{ports.max_worker}, "
                   f"temp {node.temp_dir})")
     node.proc = start_owned(argv, env, node.log.path)
@@ -382,7 +397,7 @@ def _run_head(node: Node) -> None:
     if ident.num_nodes != node.spec.nodes:
         raise RayStartError(f"{node.what}: the allocation has {ident.num_nodes} nodes "
                             f"({','.join(ident.hosts)}) but the spec asks for {node.spec.nodes}")
-    ip = resolve_node_ip(node)
+    ip, nic = resolve_node_address(node)
     ports = pick_ports(node)
     base = f"http://{ip}:{ports.dashboard}"
     workers = HeartbeatWatch({i: node.paths.heartbeat(i) for i in range(1, ident.num_nodes)},
@@ -394,8 +409,8 @@ def _run_head(node: Node) -> None:
         lost = workers.check()
         if lost:
             i, why = lost
-            raise RayStartError(f"{node.what}: node {i} ({ident.hosts[i]}) failed: {why} "
-                                f"(log: {node.log_of(i)})")
+            raise quarantine.peer_failure(node, i, f"{node.what}: node {i} ({ident.hosts[i]}) failed: {why} "
+                                                   f"(log: {node.log_of(i)})")
 
     if r.auth == "token":
         node.token = auth.create_token(node.token_file)
@@ -403,7 +418,7 @@ def _run_head(node: Node) -> None:
     else:
         node.log.mark("Ray token auth disabled (ray.auth: disabled): anyone who reaches the dashboard "
                       "port can run code as this job's user")
-    start_ray(node, ports, None, ip)
+    start_ray(node, ports, None, ip, nic, ip)
     poll(lambda: _api_up(base, node.token), r.head_timeout_s, f"{node.what}: Ray head API at {base}", guard)
     node.log.mark(f"head API up at {base}")
     poll(lambda: _head_alive(base, node.token), r.head_timeout_s, f"{node.what}: head node ALIVE", guard)
@@ -446,6 +461,9 @@ def _wait_ready(node: Node, base: str, guard: Callable[[], None]) -> list[ray_ap
         except ray_api.ApiUnavailable:
             return None
         verdict = check_cluster(last[0], ident.hosts, spec.gpus_per_node, spec.expected_gpus)
+        if verdict.problem and verdict.node:  # a DEAD node, a wrong GPU count: that node's fault
+            raise NodeFault(f"{node.what}: {verdict.problem}{_log_hint(node, verdict.node)}", host=verdict.node,
+                            why=f"at bring-up: {verdict.problem}")
         if verdict.problem:
             raise RayStartError(f"{node.what}: {verdict.problem}{_log_hint(node, verdict.node)}")
         return last[0] if verdict.ready else None
@@ -481,8 +499,8 @@ def _run_worker(node: Node) -> None:
         lost = head_watch.check()
         if lost and not paths.done.exists():
             node.head_gone = True
-            raise RayStartError(f"{node.what}: head node {ident.hosts[0]} failed: {lost[1]} "
-                                f"(log: {node.log_of(0)})")
+            raise quarantine.peer_failure(node, 0, f"{node.what}: head node {ident.hosts[0]} failed: {lost[1]} "
+                                                   f"(log: {node.log_of(0)})")
 
     def head_or_done() -> dict | None:
         done = read_json(paths.done)
@@ -491,7 +509,7 @@ def _run_worker(node: Node) -> None:
         return read_json(paths.head)
 
     check_gpus_here(node)  # before waiting, so a bad allocation is reported at once
-    ip = resolve_node_ip(node)
+    ip, nic = resolve_node_address(node)
     try:
         head = poll(head_or_done, r.head_timeout_s, f"{node.what}: head.json from "
                     f"{ident.hosts[0]} ({paths.head})", guard)
@@ -499,7 +517,8 @@ def _run_worker(node: Node) -> None:
         if r.auth == "token":
             node.token = auth.read_token(node.token_file)
         check_reaches_head(node, head["gcs_address"], ip, guard)
-        start_ray(node, pick_ports(node), head["gcs_address"], ip)
+        start_ray(node, pick_ports(node), head["gcs_address"], ip, nic,
+                  head.get("ip") or head["gcs_address"].rpartition(":")[0])
         _wait_until_done(node, head["dashboard_url"], guard)
     except _HeadFinished as fin:
         node.log.mark(f"leaving: node 0 finished (exit {fin.done.get('exit_code')})")
@@ -525,10 +544,11 @@ def _wait_until_done(node: Node, base: str, guard: Callable[[], None]) -> None:
                 raise _HeadFinished(read_json(paths.done) or {})
             if not _api_up(base, node.token):  # a raylet exits once the GCS is gone: name the cause
                 node.head_gone = True
-                raise RayStartError(
+                raise NodeFault(
                     f"{node.what}: lost the head {ident.hosts[0]}: its API at {base} does not "
                     f"answer and the Ray worker on {ident.host} exited with code "
-                    f"{node.proc.returncode} (head log: {node.log_of(0)}; this node: {node.log.path})")
+                    f"{node.proc.returncode} (head log: {node.log_of(0)}; this node: {node.log.path})",
+                    host=ident.hosts[0], why="lost mid-run: the head's API went away")
         guard()
         now = time.monotonic()
         if now >= next_probe:
@@ -537,7 +557,8 @@ def _wait_until_done(node: Node, base: str, guard: Callable[[], None]) -> None:
                 last_ok = now
             elif now - last_ok > lost_s:
                 node.head_gone = True
-                raise RayStartError(f"{node.what}: head {node.ident.hosts[0]} unreachable at {base} "
-                                    f"for {lost_s:g} s (log: {node.log_of(0)})")
+                raise NodeFault(f"{node.what}: head {node.ident.hosts[0]} unreachable at {base} "
+                                f"for {lost_s:g} s (log: {node.log_of(0)})", host=node.ident.hosts[0],
+                                why=f"lost mid-run: the head's API unreachable for {lost_s:g} s")
         time.sleep(POLL_S)
 

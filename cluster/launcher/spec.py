@@ -7,6 +7,7 @@ Stdlib only: this module is imported on the submit path and inside the allocatio
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import types
 import typing
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from cluster.errors import ConfigError
+from cluster.launcher.network import NETWORK_ENV, NetworkChoice, check_choice
 from cluster.launcher.render import DEFAULT_PORT_BASE, check_port_base, expand_nodelist
 from cluster.secrets import is_secret_name
 
@@ -23,8 +25,8 @@ from cluster.secrets import is_secret_name
 class RaySpec:
     """How Ray runs on each node (the profile's `ray` section)."""
 
-    node_ip: str | None = None  # this node's address for Ray; default: what the hostname resolves to
-    interface: str | None = None  # take the address of this NIC instead (multi-NIC sites)
+    node_ip: str | None = None  # deprecated: network.cidr <node_ip>/32 (one fixed address fits one node only)
+    interface: str | None = None  # deprecated alias of network.interface
     object_store_memory: int | None = None  # bytes per node; None: Ray's default (30 % of RAM)
     num_cpus: int | None = None  # None: max(GPUs per node, os.cpu_count()); must be >= GPUs
     health_check: dict[str, str] = field(default_factory=dict)  # RAY_* env for every node
@@ -39,6 +41,26 @@ class RaySpec:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Which address each node uses between nodes (the profile's `network` section;
+    cluster/launcher/network.py). Neither set: the address the node's hostname resolves to."""
+
+    interface: str | None = None  # a NIC name (eth1, ib0): its IPv4 address on every node
+    cidr: str | None = None  # an IPv4 network (10.0.0.0/24): each node's address inside it
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def network_choice(spec: LaunchSpec) -> NetworkChoice:
+    """The network setting in effect: `network.*`, else the deprecated `ray.interface` / `ray.node_ip`."""
+    n, r = spec.network, spec.ray
+    if n.interface or n.cidr:
+        return NetworkChoice(n.interface, n.cidr, "network")
+    return NetworkChoice(r.interface, f"{r.node_ip}/32" if r.node_ip else None, "ray")
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,10 @@ class LaunchSpec:
     # it stops at once, also after requeues no signal handler saw (scontrol requeue, NODE_FAIL).
     max_restarts: int | None = None
     watchdog: WatchdogSpec = field(default_factory=WatchdogSpec)
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    # slurm.max_excluded_nodes: nodes the launcher may leave out of this job's requeues, in all
+    # (cluster/launcher/quarantine.py); 0: never
+    max_excluded_nodes: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,6 +113,10 @@ class LaunchSpec:
         if not isinstance(watchdog_data, Mapping):
             raise ConfigError(f"{where}: watchdog must be an object, got {type(watchdog_data).__name__}")
         values["watchdog"] = WatchdogSpec(**_parse_fields(WatchdogSpec, watchdog_data, where, prefix="watchdog."))
+        network_data = data.get("network", {})
+        if not isinstance(network_data, Mapping):
+            raise ConfigError(f"{where}: network must be an object, got {type(network_data).__name__}")
+        values["network"] = NetworkSpec(**_parse_fields(NetworkSpec, network_data, where, prefix="network."))
         spec = cls(**values)
         check_spec(spec, where)
         return spec
@@ -102,7 +132,7 @@ def _parse_fields(cls: type, data: Mapping[str, Any], where: str, prefix: str) -
             raise ConfigError(f"{where}: unknown key {prefix}{key}{hint}")
     out: dict[str, Any] = {}
     for f in fields(cls):
-        if f.name in ("ray", "watchdog") and cls is LaunchSpec:
+        if f.name in ("ray", "watchdog", "network") and cls is LaunchSpec:
             continue
         if f.name not in data:
             if f.default is MISSING and f.default_factory is MISSING:
@@ -153,6 +183,8 @@ def check_spec(spec: LaunchSpec, where: str = "launch spec") -> None:
                 f"through `ray start`")
     if spec.max_restarts is not None and spec.max_restarts < 0:
         raise ConfigError(f"{where}: max_restarts must not be negative, got {spec.max_restarts}")
+    if spec.max_excluded_nodes < 0:
+        raise ConfigError(f"{where}: max_excluded_nodes must not be negative, got {spec.max_excluded_nodes}")
     if spec.ray.auth not in ("token", "disabled"):
         raise ConfigError(f"{where}: ray.auth {spec.ray.auth!r} must be token (a fresh token per job, "
                           f"the default) or disabled")
@@ -173,6 +205,7 @@ def check_spec(spec: LaunchSpec, where: str = "launch spec") -> None:
         if getattr(r, name) <= 0:
             raise ConfigError(f"{where}: ray.{name} must be positive")
     check_port_base(r.port_base)
+    check_network(spec, where)
     w = spec.watchdog
     if w.stall_s is not None and w.stall_s <= 0:
         raise ConfigError(f"{where}: watchdog.stall_s must be positive (seconds without progress), or null for off")
@@ -180,6 +213,26 @@ def check_spec(spec: LaunchSpec, where: str = "launch spec") -> None:
         raise ConfigError(f"{where}: watchdog.on_stall {w.on_stall!r} must be fail (end the job) or requeue")
     if w.dump_timeout_s <= 0:
         raise ConfigError(f"{where}: watchdog.dump_timeout_s must be positive")
+
+
+def check_network(spec: LaunchSpec, where: str) -> None:
+    n, r = spec.network, spec.ray
+    if (n.interface or n.cidr) and (r.interface or r.node_ip):
+        raise ConfigError(f"{where}: ray.{'interface' if r.interface else 'node_ip'} and network.* are both set; "
+                          f"ray.interface and ray.node_ip are deprecated: keep network.interface or network.cidr only")
+    if r.node_ip is not None:
+        try:
+            ipaddress.IPv4Address(r.node_ip)
+        except ValueError:
+            raise ConfigError(f"{where}: ray.node_ip {r.node_ip!r} is not an IPv4 address (deprecated: use "
+                              f"network.cidr, e.g. 10.0.0.0/24)") from None
+    for key in spec.env_vars:
+        if key in NETWORK_ENV:
+            raise ConfigError(f"{where}: env_vars.{key} is set per node by the launcher from network.interface / "
+                              f"network.cidr (a job-wide value would override it on every node); drop it")
+    problem = check_choice(network_choice(spec))
+    if problem:
+        raise ConfigError(f"{where}: {problem}")
 
 
 def load_spec(path: str) -> LaunchSpec:

@@ -19,8 +19,6 @@ import sys
 from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from json.encoder import encode_basestring
 
@@ -29,7 +27,6 @@ from holdem.data.source import STALL, InvalidRow, LineBatch, RowBatch, decode_li
 from holdem.data.validate import BadRow, InstructionParser, check_row, label_kind
 
 ROWS, LABELS = "rows", "labels"  # what a worker computes: everything, or only (instruction, label) keys
-_IN_FLIGHT_PER_WORKER = 3
 
 
 def render_line(instruction: str, output: str) -> str:
@@ -122,14 +119,32 @@ def _process(mode: str, batch: LineBatch | RowBatch):
     return process_rows(batch, _worker_parser) if mode == ROWS else process_labels(batch)
 
 
-def _init_worker(parser: InstructionParser | None) -> None:
+def _worker_main(conn, parser: InstructionParser | None) -> None:
+    """A worker's life: batches in, results out, until None or the parent goes away."""
     global _worker_parser
     _worker_parser = parser
-    # The parent handles Ctrl-C and SIGTERM and shuts the pool down; a worker must not die
-    # half-way through a batch or print a KeyboardInterrupt traceback of its own.
+    # The parent handles Ctrl-C and SIGTERM and ends the workers; a worker must not die half-way
+    # through a batch or print a KeyboardInterrupt traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _die_with_parent()
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        try:
+            reply = ("ok", _process(*message))
+        except Exception as exc:  # a bug: hand it to the parent, which reports it
+            reply = ("error", exc)
+        try:
+            conn.send(reply)
+        except (OSError, ValueError):
+            return
+        except Exception as exc:  # an unpicklable exception
+            conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
 
 
 def _die_with_parent() -> None:
@@ -159,70 +174,94 @@ class WorkerDied(Exception):
 
 class BatchRunner:
     """Runs `_process` over batches on `workers` processes (in-process for 1), results in input
-    order, at most a few batches per worker in flight (so memory stays flat on any input size)."""
+    order. Each worker has its own pipe and at most one batch at a time, handed out round-robin,
+    so results come back in order by construction, memory stays flat on any input size, and a
+    worker that dies is an EOF on its pipe (not a hung pool: concurrent.futures in Python 3.11
+    can deadlock when a worker dies while a large task is being sent)."""
+
+    JOIN_S = 10.0  # a worker finishes its batch in well under a second
 
     def __init__(self, workers: int, parser: InstructionParser | None) -> None:
         self.workers = max(1, workers)
         self.parser = parser
-        self._pool: ProcessPoolExecutor | None = None
+        self._procs: list = []
+        self._conns: list = []
 
     def __enter__(self) -> BatchRunner:
         if self.workers > 1:
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else None)
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=context, initializer=_init_worker,
-                                             initargs=(self.parser,))
-            # Start the workers now, before the output file is opened (forked children would hold it).
-            _result(self._pool.submit(int))
+            try:
+                for _ in range(self.workers):
+                    mine, theirs = context.Pipe(duplex=True)
+                    proc = context.Process(target=_worker_main, args=(theirs, self.parser), daemon=True,
+                                           name="holdem-data-worker")
+                    proc.start()
+                    theirs.close()
+                    self._procs.append(proc)
+                    self._conns.append(mine)
+            except BaseException:
+                self.__exit__()
+                raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for conn in self._conns:
+            try:
+                conn.send(None)
+            except (OSError, ValueError):
+                pass
+            conn.close()  # a worker blocked sending a result sees the pipe close and ends
+        for proc in self._procs:
+            proc.join(self.JOIN_S)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        self._procs, self._conns = [], []
 
-    def map(self, mode: str, batches: Iterable[LineBatch | RowBatch]) -> Iterator:
-        if self._pool is None:
+    def map(self, mode: str, batches: Iterable[LineBatch | RowBatch | None]) -> Iterator:
+        if not self._conns:
             global _worker_parser
             _worker_parser = self.parser
             for batch in batches:
                 if batch is not STALL:
                     yield _process(mode, batch)
             return
-        pending: deque[Future] = deque()
-        limit = self.workers * _IN_FLIGHT_PER_WORKER
+        busy: deque[int] = deque()  # workers holding a batch, oldest first
+        turn = 0
+        for batch in batches:
+            if batch is STALL:  # the source may block: hand back everything in flight first
+                while busy:
+                    yield self._receive(busy.popleft())
+                continue
+            if len(busy) == len(self._conns):
+                yield self._receive(busy.popleft())  # round-robin: this frees worker `turn`
+            self._send(turn, (mode, batch))
+            busy.append(turn)
+            turn = (turn + 1) % len(self._conns)
+        while busy:
+            yield self._receive(busy.popleft())
+
+    def _send(self, worker: int, message: tuple) -> None:
         try:
-            for batch in batches:
-                if batch is STALL:  # the source may block: hand back everything in flight first
-                    while pending:
-                        yield _result(pending.popleft())
-                    continue
-                pending.append(_submit(self._pool, mode, batch))
-                if len(pending) >= limit:
-                    yield _result(pending.popleft())
-            while pending:
-                yield _result(pending.popleft())
-        finally:
-            for future in pending:
-                future.cancel()
+            self._conns[worker].send(message)
+        except (OSError, EOFError) as exc:
+            raise self._died(worker) from exc
 
+    def _receive(self, worker: int):
+        try:
+            status, payload = self._conns[worker].recv()
+        except (OSError, EOFError) as exc:
+            raise self._died(worker) from exc
+        if status == "error":
+            raise payload
+        return payload
 
-def _submit(pool: ProcessPoolExecutor, mode: str, batch: LineBatch | RowBatch) -> Future:
-    try:
-        return pool.submit(_process, mode, batch)
-    except BrokenProcessPool as exc:
-        raise _worker_died() from exc
-
-
-def _worker_died() -> WorkerDied:
-    return WorkerDied(
-        "a worker process ended without finishing its batch (killed by a signal or the OOM killer?); "
-        "nothing committed. Check the memory limit, or pass --workers 1"
-    )
-
-
-def _result(future: Future):
-    try:
-        return future.result()
-    except BrokenProcessPool as exc:
-        raise _worker_died() from exc
+    def _died(self, worker: int) -> WorkerDied:
+        proc = self._procs[worker]
+        proc.join(self.JOIN_S)
+        code = proc.exitcode
+        how = (f"killed by {signal.Signals(-code).name}" if code is not None and code < 0
+               else f"exit code {code}")
+        return WorkerDied(f"worker process {proc.pid} ended without finishing its batch ({how}; the OOM killer?); "
+                          "nothing committed. Check the memory limit, or pass --workers 1")

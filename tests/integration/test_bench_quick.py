@@ -3,8 +3,9 @@ session's cluster: each runs to the end, exits 0 and prints its figures with the
 the baseline it measured in the same run. A bench fails only when it breaks (the launcher never
 got ready, a requeued run did not resume, ...), never on a time, so nothing here asserts one.
 
-Quick-mode cost on a 2-core machine, roughly: submit_chain 2 s, local_slurm_up 20 s (a private
-instance), ray_bringup 25 s (1 node), requeue 60 s (Slurm holds a requeued job ~15-30 s)."""
+Quick-mode cost on a 2-core machine (quiet / shared with other test sessions): submit_chain
+1 s, local_slurm_up 17-27 s (a private instance), ray_bringup 17-35 s (1 node), requeue 22-90 s
+(a 2-node job requeued once; Slurm holds a requeued job 5-30 s)."""
 from __future__ import annotations
 
 import subprocess

@@ -104,6 +104,48 @@ def test_scripted_policy_plays_the_real_rollout_and_reward() -> None:
     assert len(entry["action_mix"]) >= 3  # the heuristic plays more than one action
 
 
+def test_driver_prints_slimes_metric_lines_that_cluster_metrics_reads(caplog: pytest.LogCaptureFixture) -> None:
+    """demo/slime_metrics.py: the lines slime prints, from a real batch of the scripted policy."""
+    import logging
+
+    from cluster.metrics import Collector, Run
+    from demo.driver import parse_args
+    from demo.policy import demo_script
+    from demo.rollout import Prompt, play_batch
+    from demo.sglang_standin import SGLangStandIn
+    from demo.slime_metrics import log_slime_metrics
+    from holdem.chat import load_tokenizer
+
+    spots = rows(8)
+    prompts = [Prompt(i, i // 2, spots[i // 2]["instruction"], spots[i // 2]["output"]) for i in range(16)]
+    with SGLangStandIn(load_tokenizer(str(TOKENIZER)), demo_script) as server:
+        config = {"args": {"sglang_router_ip": "127.0.0.1", "sglang_router_port": server.port,
+                           "hf_checkpoint": str(TOKENIZER), "rollout_max_response_len": 512},
+                  "sampling_params": {"max_new_tokens": 512, "temperature": 1.0}}
+        samples = play_batch(config, prompts, 0)["samples"]
+    args = parse_args(["--num-rollout", "9", "--rollout-batch-size", "8", "--n-samples-per-prompt", "2",
+                       "--global-batch-size", "8", "--prompt-data", "x", "--hf-checkpoint", "x", "--save", "x",
+                       "--rollout-num-gpus", "8", "--reward-key", "score", "--use-kl-loss", "--kl-loss-coef", "0.001"])
+    with caplog.at_level(logging.INFO, logger="demo.slime_metrics"):
+        log_slime_metrics(5, args, samples, 2.0)
+    lines = [r.getMessage() for r in caplog.records]
+    assert [line.split(":")[0] for line in lines] == ["perf 5", "rollout 5", "step 10", "step 11"]  # 16 samples / gbs 8
+    collector = Collector(steps_per_rollout=2)
+    run = Run("7", 0, Path("driver.log"))
+    assert all(collector.feed(run, f"demo.slime_metrics: {line}") for line in lines)
+    row = collector.ordered()[0].to_dict()
+    rewards = [s.reward["score"] for s in samples]
+    response_tokens = sum(s.response_length for s in samples)
+    assert row["rollout"] == 5 and row["steps"] == [10, 11]
+    assert row["raw_reward"] == pytest.approx(sum(rewards) / 16, abs=1e-6)  # the real rewards
+    assert row["tokens_per_gpu_per_sec"] == pytest.approx(response_tokens / 2.0 / 8, abs=1e-3)  # wall time, 8 GPUs
+    assert row["longest_sample_tokens_per_sec"] == pytest.approx(max(s.response_length for s in samples) / 2.0, abs=1e-3)
+    assert row["ppo_kl"] > 0  # the second step of a rollout is off-policy (stand-in); the first is 0
+    assert 0.005 < row["logprob_abs_diff"] < 0.02 and 0 < row["grad_norm"] < 1  # stand-ins in healthy ranges
+    first_step = collector.ordered()[0].steps[10]
+    assert first_step["train/ppo_kl"] == 0.0 and first_step["train/pg_clipfrac"] == 0.0  # on-policy: GRPO's ratio 1
+
+
 def test_markers_are_megatron_layout_and_a_half_written_save_is_never_taken(tmp_path: Path) -> None:
     save = tmp_path / "save"
     assert load_marker(save, None) is None  # no tracker yet: start fresh, as slime does
@@ -302,6 +344,14 @@ def test_first_run_completes_every_stage_and_writes_the_report(first_run: DemoRu
     logs = py("-m", "cluster.logs", str(run.chain_dir)).stdout
     assert "stand-in for `hf download" in logs and "stand-in for slime's tools/convert" in logs
     assert "rollout 4/4" in logs and "holdem rollout 3" in logs  # the driver and log_rollout_data
+    proc = py("-m", "cluster.metrics", str(run.chain_dir), "--json")  # slime's metric lines in the driver log
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads(proc.stdout)
+    assert [r["rollout"] for r in metrics["rows"]] == [0, 1, 2, 3], metrics
+    by_id = {e["rollout_id"]: e for e in report["rollouts"]}
+    for row in metrics["rows"]:
+        assert row["raw_reward"] == pytest.approx(by_id[row["rollout"]]["reward_mean"], abs=1e-3)  # the real rewards
+        assert row["tokens_per_gpu_per_sec"] > 0 and row["grad_norm"] is not None and row["steps"] == [row["rollout"]]
 
 
 @pytest.mark.integration
@@ -375,7 +425,9 @@ def stop(proc: subprocess.Popen) -> None:
 @pytest.mark.integration
 def test_killing_a_node_mid_train_fails_the_chain_fast(local_slurm: LocalSlurm, tmp_path: Path) -> None:
     work = tmp_path / "work"
-    proc, out = start_demo(work, "num-rollout=400")
+    # quarantine off: on the 3-node test cluster node 0 would otherwise leave n2 out and requeue
+    # (tests/integration/test_quarantine.py); this checks the fail-fast path itself
+    proc, out = start_demo(work, "num-rollout=400", "slurm.max_excluded_nodes=0")
     tails = lambda: log_tails([out, *(work / "logs").glob("*/train")])  # noqa: E731
     try:
         wait_for(lambda: rollouts_done(work / "Qwen3-8B_slime") >= 1, "the first rollout", 300, tails)
@@ -390,7 +442,7 @@ def test_killing_a_node_mid_train_fails_the_chain_fast(local_slurm: LocalSlurm, 
     text = out.read_text()
     assert "FAILED" in text and "did not complete" in text, tails()
     done = json.loads(find_train(chain)[2].done.read_text())
-    assert "n2" in done["message"], done
+    assert "n2" in done["message"] and "not leaving n2 out: slurm.max_excluded_nodes = 0" in done["message"], done
     report = json.loads((work / "Qwen3-8B_slime" / "report.json").read_text())
     assert not report["complete"] and 1 <= len(report["rollouts"]) < 400
     found, _why = newest_complete_checkpoint(work / "Qwen3-8B_slime")

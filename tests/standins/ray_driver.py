@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD")
+NETWORK_ENV = ("SLIME_HOST_IP", "MASTER_ADDR", "NCCL_SOCKET_IFNAME", "GLOO_SOCKET_IFNAME")
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -70,8 +71,10 @@ def main() -> int:
     record["placement_group"] = "ready"
     if args.gpus_per_node:
         @ray.remote(num_gpus=1, num_cpus=1)
-        def probe() -> dict[str, str]:
-            return {"host": socket.gethostname(), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+        def probe() -> dict:
+            return {"host": socket.gethostname(), "cuda": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+                    "node_ip": ray.util.get_node_ip_address(),  # what Ray uses for this node
+                    "net": {k: os.environ.get(k) for k in NETWORK_ENV}}  # what a Ray worker here inherits
 
         refs = [probe.options(scheduling_strategy=PlacementGroupSchedulingStrategy(
             placement_group=pg, placement_group_bundle_index=i)).remote()

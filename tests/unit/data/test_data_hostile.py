@@ -298,9 +298,12 @@ def test_unreadable_source_and_unwritable_output_as_another_user(tmp_path):
         os.setgid(65534)
         os.setuid(65534)
 
-    result = subprocess_data("--source", str(src), "--out", str(ok_out / "t.jsonl"), preexec=as_nobody)
+    try:
+        result = subprocess_data("--source", str(src), "--out", str(ok_out / "t.jsonl"), preexec=as_nobody)
+    except PermissionError:
+        pytest.skip("the interpreter is not usable by nobody here")
     if "Traceback" in result.stderr and "holdem" not in result.stderr:
-        pytest.skip("the interpreter or the project is not readable by nobody here")
+        pytest.skip("the project is not readable by nobody here")
     assert result.returncode == 2, result.stderr
     assert "cannot open (Permission denied)" in one_error_line(result)
     result = subprocess_data("--source", str(EXAMPLES), "--out", str(locked / "t.jsonl"), preexec=as_nobody)
@@ -407,7 +410,7 @@ def test_a_killed_worker_is_a_clean_error(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert "Traceback" not in err, err
-    assert "worker process ended" in err and not out.exists() and temps(out) == []
+    assert "ended without finishing its batch (killed by SIGKILL" in err and not out.exists() and temps(out) == []
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux")

@@ -140,9 +140,11 @@ def test_installed_ray_is_in_the_tested_range() -> None:
 
 
 def test_one_network_choice_for_ray_slime_nccl_gloo() -> None:
-    assert node_mod.render_network_env("10.0.0.5", None) == {"SLIME_HOST_IP": "10.0.0.5"}
-    assert node_mod.render_network_env("10.1.0.5", "ib0") == {
-        "SLIME_HOST_IP": "10.1.0.5", "NCCL_SOCKET_IFNAME": "ib0", "GLOO_SOCKET_IFNAME": "ib0"}
+    assert node_mod.render_network_env("10.0.0.5", None, "10.0.0.1") == {
+        "SLIME_HOST_IP": "10.0.0.5", "MASTER_ADDR": "10.0.0.1"}
+    assert node_mod.render_network_env("10.1.0.5", "ib0", "10.1.0.1") == {
+        "SLIME_HOST_IP": "10.1.0.5", "MASTER_ADDR": "10.1.0.1", "NCCL_SOCKET_IFNAME": "ib0",
+        "GLOO_SOCKET_IFNAME": "ib0"}
 
 
 def test_unreachable_head_names_the_node(tmp_path: Path) -> None:
