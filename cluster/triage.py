@@ -68,7 +68,8 @@ RULES: tuple[Rule, ...] = (
          "port in use: {0}",
          "another process holds the port: set ray.port_base to a free range below the ephemeral range; the ports "
          "used are in restart-<n>/ports-node-<i>-<host>.json"),
-    Rule("lost-node", _r(r"(?:Ray node on (\S+) is DEAD|node \d+ \((\S+)\) failed|lost the head (\S+)"
+    # a node that stopped on a signal (preemption, scancel) reported a failure: it was not lost
+    Rule("lost-node", _r(r"(?:Ray node on (\S+) is DEAD|node \d+ \((\S+)\) failed(?!: launcher got SIG)|lost the head (\S+)"
                          r"|head (\S+) unreachable|NODE_FAIL)"),
          "lost node {0}",
          "while restarts remain the launcher leaves the node out of the requeued job (slurm.max_excluded_nodes; "
@@ -78,7 +79,8 @@ RULES: tuple[Rule, ...] = (
                             r"|ProcessGroupNCCL[^\n]{0,80}timed out)"),
          "NCCL timeout: {0}",
          "a rank stopped or cannot reach the others: look for the first error on the other nodes; check that "
-         "NCCL_SOCKET_IFNAME / ray.interface name the NIC the nodes share (NCCL_DEBUG=INFO in env shows it)"),
+         "network.interface (or network.cidr) names the network the nodes share: the node logs show the "
+         "NCCL_SOCKET_IFNAME it set (NCCL_DEBUG=INFO in env shows what NCCL used)"),
     Rule("time-limit", _r(r"(DUE TO TIME LIMIT)"), "Slurm time limit reached",
          "raise slurm.time (--set slurm.time=48:00:00); with requeue on, lower checkpoint.save-interval so a "
          "restart loses less"),

@@ -123,12 +123,16 @@ def acts(node: Node, blame: Blame) -> bool:
 
 
 def usable(state: str) -> bool:
-    return state.strip().lower() in USABLE_STATES
+    """A node Slurm can give the job: not down/drained/failing/not responding (`*`); a node planned
+    for another job (`-`) or powered down to save energy (`~`, `#`: powering up) still counts."""
+    s = state.strip().lower()
+    return not s.endswith("*") and s.rstrip("-~#") in USABLE_STATES
 
 
 def decide(blame: Blame, *, restart: int, max_restarts: int | None, max_excluded: int,
            quarantined: Sequence[str], excluded_now: Sequence[str], num_nodes: int, partition: str,
-           partition_states: Mapping[str, str] | None, sinfo_error: str = "") -> Decision:
+           partition_states: Mapping[str, str] | None, sinfo_error: str = "",
+           required: Sequence[str] = ()) -> Decision:
     """Whether to leave `blame.host` out of a requeued job (pure)."""
     host = blame.host
 
@@ -142,6 +146,8 @@ def decide(blame: Blame, *, restart: int, max_restarts: int | None, max_excluded
     left_out = list(dict.fromkeys(quarantined))
     if len(left_out) >= max_excluded:
         return no(f"slurm.max_excluded_nodes = {max_excluded} reached ({', '.join(left_out)} left out already)")
+    if host in required:
+        return no(f"the job asks for it by name (--nodelist {','.join(required)})")
     if partition_states is None:
         return no(f"cannot see partition {partition}'s nodes ({sinfo_error or 'sinfo failed'})")
     exclude = tuple(sorted({*excluded_now, host}))
@@ -169,7 +175,7 @@ def _slurm(argv: list[str], run: Run) -> tuple[bool, str]:
 def parse_show_job(text: str) -> dict[str, str]:
     """`scontrol show job -o JOB` (one line of Key=Value) -> the keys quarantine reads."""
     out = {}
-    for key in ("Partition", "ExcNodeList", "NumNodes", "JobState"):
+    for key in ("Partition", "ExcNodeList", "ReqNodeList", "NumNodes", "JobState"):
         m = re.search(rf"(?:^|\s){key}=(\S*)", text)
         if m:
             out[key] = m.group(1)
@@ -177,6 +183,7 @@ def parse_show_job(text: str) -> dict[str, str]:
 
 
 def parse_excluded(value: str | None) -> list[str]:
+    """A job's ExcNodeList / ReqNodeList (`n[1,3]`, `(null)`) -> host names."""
     if not value or value == "(null)":
         return []
     try:
@@ -232,7 +239,8 @@ def _plan(node: Node, blame: Blame, run: Run) -> Decision:
     decision = decide(blame, restart=ident.restart, max_restarts=spec.max_restarts,
                       max_excluded=spec.max_excluded_nodes, quarantined=quarantined_before(node.paths.log_dir.parent),
                       excluded_now=parse_excluded(job.get("ExcNodeList")), num_nodes=ident.num_nodes,
-                      partition=partition, partition_states=states, sinfo_error=why)
+                      partition=partition, partition_states=states, sinfo_error=why,
+                      required=parse_excluded(job.get("ReqNodeList")))
     record(node, decision, requeued=None, outcome="decided; the requeue follows this node's teardown"
            if decision.requeue else "the job fails here")
     return decision

@@ -186,6 +186,31 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+async def _until_signal(work):
+    """Run `work`; SIGTERM/SIGINT cancel it through the event loop (never a KeyboardInterrupt
+    raised inside one of aiohttp's callbacks, which would leave a task's exception unretrieved and
+    print a traceback) and then end as KeyboardInterrupt for `main`'s one-line report."""
+    loop, task = asyncio.get_running_loop(), asyncio.current_task()
+
+    def on_signal(signum: int) -> None:
+        _signals_received.append(signum)
+        task.cancel()
+
+    sigs = (signal.SIGTERM, signal.SIGINT)
+    for sig in sigs:
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if _signals_received:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        for sig in sigs:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, _interrupt)  # remove_signal_handler leaves the default behind
+
+
 def main(argv: list[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -230,7 +255,7 @@ def run(ns: argparse.Namespace, done: dict[int, dict], meta: dict) -> int:
     reward = None if ns.no_reward else load_reward()
     meta.update(server=cfg.server, data=ns.data, mode=ns.mode, rows=len(rows))
     try:
-        asyncio.run(evaluate(rows, cfg, ns.concurrency, reward, done))
+        asyncio.run(_until_signal(evaluate(rows, cfg, ns.concurrency, reward, done)))
     except ServerFailure as exc:
         return stop_early(ns.out, done, meta, f"{exc}", 3)
     predictions = [done[i] for i in sorted(done)]

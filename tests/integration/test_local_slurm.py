@@ -110,6 +110,7 @@ def test_help_prints_usage() -> None:
     (["status", "x"], {}, "status takes no arguments"),
     (["up"], {"LOCAL_SLURM_NAME": "Bad-Name"}, "LOCAL_SLURM_NAME=Bad-Name"),
     (["up"], {"LOCAL_SLURM_SUBNET": "10.77"}, "LOCAL_SLURM_SUBNET=10.77"),
+    (["up"], {"LOCAL_SLURM_SUBNET2": "10.77.0"}, "LOCAL_SLURM_SUBNET2=10.77.0"),
     (["up"], {"LOCAL_SLURM_PORT_BASE": "80"}, "LOCAL_SLURM_PORT_BASE=80"),
     (["up"], {"LOCAL_SLURM_STATE_DIR": "relative/dir"}, "must be an absolute path"),
     (["up"], {"LOCAL_SLURM_ETC_LINK": "yes"}, "LOCAL_SLURM_ETC_LINK=yes"),
@@ -246,6 +247,21 @@ def test_up_keeps_ip_forward_off_and_links_nothing_in_etc(scratch: dict[str, str
 
 
 @pytest.mark.integration
+def test_up_adds_a_missing_second_interface_to_a_running_cluster_and_nothing_else(scratch: dict[str, str]) -> None:
+    cluster = scratch_up(scratch, 2)
+    ns = f"/run/netns/{cluster.netns[1]}"
+    subprocess.run(["ip", "-n", cluster.netns[1], "link", "del", "eth1"], check=True)  # as before eth1 existed
+    before = status_pids(cluster.script("status", timeout=60).stdout)
+    proc = cluster.script("up", "2")
+    assert proc.returncode == 0 and "no-op" in proc.stdout, proc.stdout + proc.stderr
+    assert f"added isolated interface eth1 10.78.0.12 to {cluster.nodes[1]}" in proc.stdout
+    assert status_pids(cluster.script("status", timeout=60).stdout) == before  # no daemon restarted
+    addr = subprocess.run(["nsenter", f"--net={ns}", "ip", "-4", "-o", "addr", "show", "eth1"],
+                          capture_output=True, text=True, check=True).stdout
+    assert " 10.78.0.12/24 " in addr
+
+
+@pytest.mark.integration
 def test_down_with_a_job_running_stops_everything_and_twice_is_fine(scratch: dict[str, str], tmp_path: Path) -> None:
     cluster = scratch_up(scratch, 2)
     # Each task leaves a daemonised child behind (like `ray start` without --block) and sleeps.
@@ -265,6 +281,7 @@ def test_down_with_a_job_running_stops_everything_and_twice_is_fine(scratch: dic
     assert not alive, f"still running after down: {alive}\n{down.stdout}"
     assert not any(Path(f"/run/netns/{ns}").exists() for ns in cluster.netns)
     assert not Path("/sys/class/net/hlscratchbr").exists()
+    assert not [p.name for p in Path("/sys/class/net").glob("hlscratch[vw][0-9]*")]  # both veths of each node
     status = cluster.script("status", timeout=60)
     assert status.returncode == 3 and "state: down" in status.stdout, status.stdout
 

@@ -45,6 +45,14 @@ CASES = [
 ]
 
 
+def test_a_node_stopped_by_the_preemption_signal_is_not_a_lost_node(tmp_path):
+    run = tmp_path / "restart-0"
+    run.mkdir()
+    (run / "node-0-n1.log").write_text("[+20s] error: job 290: node 1 (n2) failed: launcher got SIGUSR2 (Slurm's "
+                                       "warning: preemption or time limit; the job will be requeued)\n")
+    assert triage_dir(tmp_path).rule != "lost-node"
+
+
 @pytest.mark.parametrize("rule, files", CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
 def test_each_cause_is_recognised(tmp_path, rule, files):
     run = tmp_path / "restart-0"

@@ -82,6 +82,9 @@ def test_decide_leaves_the_node_out_while_bound_restarts_and_partition_allow():
     assert not small.requeue and "partition debug would keep 1 usable node(s) (n1) for this 2-node job" in small.summary
     assert not _decide(partition_states={"n1": "mix", "n2": "mix"}).requeue  # a 2-node partition
     assert _decide(partition_states={**STATES, "n3": "idle*"}).requeue is False  # not responding
+    assert _decide(partition_states={**STATES, "n3": "idle~"}).requeue  # powered down: it powers up for the job
+    pinned = _decide(required=["n1", "n2"])
+    assert not pinned.requeue and "the job asks for it by name (--nodelist n1,n2)" in pinned.summary
     unseen = _decide(partition_states=None, sinfo_error="sinfo failed: boom")
     assert not unseen.requeue and "cannot see partition debug's nodes (sinfo failed: boom)" in unseen.summary
 
@@ -89,6 +92,7 @@ def test_decide_leaves_the_node_out_while_bound_restarts_and_partition_allow():
 def test_parsers_read_what_slurm_prints():
     job = quarantine.parse_show_job("JobId=9 JobState=RUNNING Partition=debug,long NumNodes=2 ExcNodeList=n[1,3] X=y")
     assert job == {"Partition": "debug,long", "ExcNodeList": "n[1,3]", "NumNodes": "2", "JobState": "RUNNING"}
+    assert quarantine.parse_show_job("ReqNodeList=n[1-2] ExcNodeList=(null)")["ReqNodeList"] == "n[1-2]"
     assert quarantine.parse_excluded("n[1,3]") == ["n1", "n3"] and quarantine.parse_excluded("(null)") == []
     assert quarantine.parse_sinfo("n1|mix\nn1|mix\nn2|drain\n\n") == {"n1": "mix", "n2": "drain"}
 
