@@ -29,6 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from verdict import verdict  # noqa: E402  (bench/ is on sys.path when a bench runs as a script)
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK_ROWS = 300
@@ -153,9 +154,7 @@ def main() -> int:
           f"{'no' if any('differs' in p for p in problems) else 'yes'}")
     print(f"targets: <= 30 s -> {main_run.seconds:.1f} s; <= 3x baseline -> {main_run.seconds / base.seconds:.2f}x; "
           f"< 1024 MiB -> {max(main_run.peak_rss_mib, main_run.tree_rss_mib):.0f} MiB (tree)")
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 def check_outputs(work: Path, rows: int, generated: bool) -> list[str]:

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from verdict import verdict  # noqa: E402  (bench/ is on sys.path when a bench runs as a script)
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 7
@@ -84,9 +85,7 @@ def main() -> int:
         problems.append(f"the import probe failed: {probe_err}")
     elif heavy:
         problems.append(f"the dry-run path imports {', '.join(heavy)} (it must import none of {', '.join(HEAVY)})")
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.integration.test_requeue import records, submit_train  # noqa: E402  (the same job the tests run)
+from verdict import verdict  # noqa: E402  (bench/ is on sys.path when a bench runs as a script)
 
 
 QUEUE_DEADLINE_S = 900.0  # the job waiting for two free nodes (other jobs may hold them)
@@ -92,9 +93,7 @@ def main() -> int:
     print(f"requeue - bring-up = {requeue - bringup:+.1f} s; target <= +10 s -> {'met' if requeue <= bringup + 10 else 'NOT met'}")
     print(f"ratio requeue / bring-up: {requeue / bringup:.2f}")
     print(json.dumps({"bringup_s": round(bringup, 2), "requeue_s": round(requeue, 2), "slurm_requeue_delay_s": round(slurm_delay, 2)}))
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from holdem.reward import clear_caches, reward_error_count, score_response  # no
 from holdem.rowgen import generate_rows  # noqa: E402
 from holdem.toolcall import render_tool_call  # noqa: E402
 from holdem.tools import render_game_state  # noqa: E402
+from verdict import verdict  # noqa: E402  (bench/ is on sys.path when a bench runs as a script)
 
 TOOL_TURN = "<|im_end|>\n<|im_start|>user\n<tool_response>\n{}\n</tool_response><|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
 STRENGTH = '{"hand": "one pair", "equity_vs_random": 0.62, "samples": 400}'
@@ -159,9 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         problems.append(f"the reward swallowed {reward_error_count() - errors_before} exception(s)")
     if spam_result["score"] != cfg.MIN_SCORE or spam_result["error"]:
         problems.append(f"the spam response did not score the minimum cleanly: {spam_result}")
-    for problem in problems:
-        print(f"error: {problem}", file=sys.stderr)
-    return 1 if problems else 0
+    return verdict(problems)
 
 
 if __name__ == "__main__":

@@ -50,12 +50,10 @@ def _args(port: int = 9) -> types.SimpleNamespace:
                                  rollout_max_response_len=4096)
 
 
-async def _episodes(rows: list[dict], tool_turns: int, standin: SGLangStandIn, memo: dict) -> float:
-    """Run one episode per row with `tool_turns` get_game_state turns; returns seconds spent
-    (replies come from `memo`, filled on a first untimed pass)."""
-    script = turns_script([STATE] * tool_turns + [FOLD])
-
-    async def zero_latency_post(url: str, payload: dict) -> dict:
+def _zero_latency_post(standin: SGLangStandIn, memo: dict, script):
+    """The rollout's `_post` with the network replaced, nothing else: the stand-in's reply to each
+    request, computed once (untimed first pass) and then served from `memo`."""
+    async def post(url: str, payload: dict) -> dict:
         key = tuple(payload["input_ids"])
         reply = memo.get(key)
         if reply is None:
@@ -64,7 +62,13 @@ async def _episodes(rows: list[dict], tool_turns: int, standin: SGLangStandIn, m
             reply = memo[key] = standin.reply(request, script(request))
         return reply
 
-    rollout._post = zero_latency_post  # the benchmark replaces the network, nothing else
+    return post
+
+
+async def _episodes(rows: list[dict], tool_turns: int, standin: SGLangStandIn, memo: dict) -> float:
+    """Run one episode per row with `tool_turns` get_game_state turns; returns seconds spent
+    (replies come from `memo`, filled on a first untimed pass)."""
+    rollout._post = _zero_latency_post(standin, memo, turns_script([STATE] * tool_turns + [FOLD]))
     args = _args()
     start = time.perf_counter()
     for row in rows:
@@ -83,18 +87,7 @@ def _check(sample: Sample) -> None:
 
 async def _spam_episode(row: dict, spam: str, standin: SGLangStandIn, memo: dict) -> float:
     """Seconds for one episode whose first turn is `spam` (replies precomputed in `memo`)."""
-    script = turns_script([Completion(spam), FOLD])
-
-    async def zero_latency_post(url: str, payload: dict) -> dict:
-        key = tuple(payload["input_ids"])
-        reply = memo.get(key)
-        if reply is None:
-            ids = payload["input_ids"]
-            request = Request(payload, ids, standin.tokenizer.decode(ids, skip_special_tokens=False))
-            reply = memo[key] = standin.reply(request, script(request))
-        return reply
-
-    rollout._post = zero_latency_post
+    rollout._post = _zero_latency_post(standin, memo, turns_script([Completion(spam), FOLD]))
     start = time.perf_counter()
     sample = await rollout.generate(_args(), Sample(prompt=row["instruction"]), {"max_new_tokens": 1 << 20})
     elapsed = time.perf_counter() - start

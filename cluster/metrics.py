@@ -34,8 +34,8 @@ from cluster.chain import find_chain, read_chain
 from cluster.cli import ArgumentParser, run_cli
 from cluster.errors import ConfigError
 from cluster.logs import Tail
+from cluster.launcher.ray_logs import strip_ansi
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 # `… - perf 3: {…}`, `step 12: {…}`, `critic-step 12: {…}`; Ray may append `[repeated 2x across cluster]`.
 _LINE = re.compile(r"(?:^|[\s\]\)>:-])(?P<role>[A-Za-z_]+-)?(?P<kind>rollout|perf|eval|step) (?P<id>\d+): "
                    r"(?P<dict>\{.*\})\s*(?:\[repeated \d+x across cluster\]\s*)?$")
@@ -129,7 +129,7 @@ def parse_line(line: str) -> MetricLine | None:
     """One of slime's metric lines (any prefix: logging, Ray's actor prefix, colour codes), else None."""
     if ": {" not in line:
         return None
-    m = _LINE.search(_ANSI.sub("", line).rstrip("\r\n"))
+    m = _LINE.search(strip_ansi(line).rstrip("\r\n"))
     if m is None:
         return None
     try:

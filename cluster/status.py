@@ -3,7 +3,6 @@ user's recent chains."""
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -13,6 +12,8 @@ from cluster.cli import ArgumentParser, run_cli
 from cluster.slurm import JobInfo, query_jobs
 from cluster.sweep_status import SWEEP_FILE, add_eval_scores, eval_lines, render_sweep, sweep_status
 from cluster.triage import add_causes
+from cluster.launcher.ray_logs import strip_ansi
+from cluster.launcher.rendezvous import read_json
 
 COLUMNS = ("stage", "job_id", "state", "nodes", "elapsed", "restarts", "exit_code", "log_dir")
 
@@ -46,15 +47,6 @@ def excluded_nodes(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if (q := run.get("quarantine")) and q.get("left_out") and q.get("requeued")]
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
-
-
-def _read(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 def read_runs(log_dir: str | None) -> list[dict[str, Any]]:
@@ -64,7 +56,7 @@ def read_runs(log_dir: str | None) -> list[dict[str, Any]]:
     for run_dir in sorted(Path(log_dir).glob("restart-*")) if log_dir else []:
         if not run_dir.name.removeprefix("restart-").isdigit():
             continue
-        info, done = _read(run_dir / "resume.json"), _read(run_dir / "rendezvous" / "done.json")
+        info, done = read_json(run_dir / "resume.json"), read_json(run_dir / "rendezvous" / "done.json")
         if info is None and done is None and not (run_dir / "quarantine.json").is_file():
             continue
         run: dict[str, Any] = {"restart": int(run_dir.name.removeprefix("restart-"))}
@@ -72,12 +64,12 @@ def read_runs(log_dir: str | None) -> list[dict[str, Any]]:
             run.update({"source": info.get("source"), "checkpoint": info.get("checkpoint"),
                         "reason": info.get("reason")})
         if done is not None:
-            message = _ANSI.sub("", str(done.get("message") or ""))
+            message = strip_ansi(str(done.get("message") or ""))
             run.update({"final": done.get("state") or ("succeeded" if done.get("exit_code") == 0 else "failed"),
                         "exit_code": done.get("exit_code"), "message": (message.splitlines() or [""])[0]})
         if (run_dir / "ray-logs").is_dir():
             run["ray_logs"] = str(run_dir / "ray-logs")
-        quarantine = _read(run_dir / "quarantine.json")  # a node the launcher blamed (cluster/launcher/quarantine.py)
+        quarantine = read_json(run_dir / "quarantine.json")  # a node the launcher blamed (cluster/launcher/quarantine.py)
         if quarantine is not None:
             run["quarantine"] = {k: quarantine.get(k) for k in ("node", "why", "left_out", "requeued", "exclude",
                                                                  "decision", "outcome")}

@@ -16,8 +16,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from cluster.launcher.ray_logs import strip_ansi
+
 LIMIT = 4 * 1024 * 1024  # bytes read from the end of each file
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
 _NODE_FILE = re.compile(r"^node-(\d+)-(.+?)(?:\.log)?$")
 
 OOM_FIX = ("the seed's OOM order, one step at a time: 1. lower max-tokens-per-gpu (--set max-tokens-per-gpu=4096), "
@@ -156,7 +157,7 @@ def _read_tail(path: Path) -> tuple[int, list[str]]:
     if start:  # a cut first line is dropped; line numbers are unknown then
         cut = data.find(b"\n")
         data, first = (data[cut + 1:] if cut >= 0 else b""), 0
-    return first, [_ANSI.sub("", line) for line in data.decode("utf-8", "replace").splitlines()]
+    return first, [strip_ansi(line) for line in data.decode("utf-8", "replace").splitlines()]
 
 
 def classify(files: Iterable[Path], slurm_state: str | None = None, root: Path | None = None) -> Finding | None:

@@ -8,8 +8,9 @@ helpers; the demo driver and the tests pass it where slime would pass its own Sa
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
+
+from holdem.eval.tools import EvalSample
 
 
 @dataclass
@@ -38,12 +39,7 @@ class Sample:
     remove_sample: bool = False
     teacher_log_probs: list[float] | None = None
 
-    class Status(Enum):
-        PENDING = "pending"
-        COMPLETED = "completed"
-        TRUNCATED = "truncated"
-        ABORTED = "aborted"
-        FAILED = "failed"
+    Status = EvalSample.Status  # slime's Sample.Status, defined once (holdem/eval/tools.py)
 
     status: Status = Status.PENDING
     metadata: dict = field(default_factory=dict)

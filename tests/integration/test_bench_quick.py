@@ -9,12 +9,13 @@ Quick-mode cost on a 2-core machine (quiet / shared with other test sessions): s
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.integration.conftest import LocalSlurm
+from tests.unit.test_bench_quick import assert_ok_with_ratio
+from tests.unit.test_bench_quick import run_quick as run_bench_quick
 
 pytestmark = pytest.mark.integration
 
@@ -24,17 +25,7 @@ HANG_S = 1200  # only ends a hung bench (it may queue behind other jobs for free
 
 def run_quick(cluster: LocalSlurm, script: str) -> subprocess.CompletedProcess[str]:
     """`python bench/SCRIPT --quick` as a client of the session's cluster (SLURM_CONF names it)."""
-    env = {**cluster.env, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=HANG_S)
-    print(proc.stdout)  # the figures, shown with -s or on failure
-    return proc
-
-
-def assert_ok_with_ratio(proc: subprocess.CompletedProcess[str], ratio_line: str) -> None:
-    assert proc.returncode == 0, f"{proc.args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert "error:" not in proc.stderr, proc.stderr
-    assert any(line.startswith(ratio_line) for line in proc.stdout.splitlines()), proc.stdout
+    return run_bench_quick(script, env={**cluster.env, "PYTHONPATH": str(ROOT)}, timeout=HANG_S)
 
 
 def test_submit_chain_quick(local_slurm: LocalSlurm) -> None:

@@ -135,8 +135,9 @@ def test_two_node_job_sees_own_hostnames_addresses_and_gpus(local_slurm: LocalSl
     local_slurm.wait_for_job(job, "COMPLETED", logs=[out])
     rows = sorted(line.split() for line in out.read_text().splitlines())
     assert [r[0] for r in rows] == list(nodes)
-    assert [r[1] for r in rows] == list(local_slurm.addrs[:2])  # distinct, one per node
-    assert [r[2] for r in rows] == ["0,1,2,3", "0,1,2,3"]
+    assert [r[1] for r in rows] == list(local_slurm.addrs[:2])  # distinct, one per node (eth0 first)
+    assert [len(r) for r in rows] == [4, 4]  # and each node's isolated second address (eth1)
+    assert [r[3] for r in rows] == ["0,1,2,3", "0,1,2,3"]
     row = local_slurm.wait_for_accounting(job, "COMPLETED", fields=("AllocTRES", "NodeList"))
     assert f"gres/gpu={2 * local_slurm.gpus_per_node}" in row["AllocTRES"], row
 

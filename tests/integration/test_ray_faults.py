@@ -70,12 +70,18 @@ def test_worker_killed_during_bring_up(local_slurm: LocalSlurm, tmp_path: Path) 
     run.assert_no_ray_left()
 
 
-def test_worker_killed_during_job(local_slurm: LocalSlurm, tmp_path: Path) -> None:
+def running_3_node_job(local_slurm: LocalSlurm, tmp_path: Path) -> RayRun:
+    """A 3-node job whose driver runs (and holds) until the test says otherwise."""
     hold = tmp_path / "hold"
     hold.touch()
     run = submit(local_slurm, make_spec(tmp_path / "c", 3, 4, driver_args=["--sleep-while", str(hold)]),
                  nodelist="n[1-3]")
     run.wait_for(lambda: (run.chain / "record.json").exists(), "the driver to be running")
+    return run
+
+
+def test_worker_killed_during_job(local_slurm: LocalSlurm, tmp_path: Path) -> None:
+    run = running_3_node_job(local_slurm, tmp_path)
     kill_node(run, 1)
     killed_at = time.monotonic()
     state, done = run.finish(timeout_s=120)
@@ -86,11 +92,7 @@ def test_worker_killed_during_job(local_slurm: LocalSlurm, tmp_path: Path) -> No
 
 
 def test_head_killed_during_job(local_slurm: LocalSlurm, tmp_path: Path) -> None:
-    hold = tmp_path / "hold"
-    hold.touch()
-    run = submit(local_slurm, make_spec(tmp_path / "c", 3, 4, driver_args=["--sleep-while", str(hold)]),
-                 nodelist="n[1-3]")
-    run.wait_for(lambda: (run.chain / "record.json").exists(), "the driver to be running")
+    run = running_3_node_job(local_slurm, tmp_path)
     kill_node(run, 0)
     state = run.wait_for(lambda: (s := local_slurm.job_state(run.job_id)) in ("FAILED", "COMPLETED") and s,
                          "the workers to leave on their own", 120)

@@ -68,7 +68,8 @@ def test_warning_signal_requeues_under_the_same_id_and_dependents_wait(local_slu
     plan = make_plan(tmp_path, "slurm.max_restarts=2", stages=("train",))
     marks = tmp_path / "marks"
     marks.mkdir()
-    stage = replace(plan.stage("train"), argv=(sys.executable, "-c", STANDIN_STEP, str(marks)),
+    standin = (sys.executable, "-c", STANDIN_STEP, str(marks))
+    stage = replace(plan.stage("train"), argv=standin, step=standin,
                     slurm={**plan.stage("train").slurm, "exclusive": False, "gpus-per-node": 1})
     script = tmp_path / "train.sbatch"
     script.write_text(render_sbatch_script(stage, plan))

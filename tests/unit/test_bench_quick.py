@@ -13,9 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 HANG_S = 600  # only ends a hung bench; quick runs take seconds
 
 
-def run_quick(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+def run_quick(script: str, *args: str, env: dict[str, str] | None = None,
+              timeout: float = HANG_S) -> subprocess.CompletedProcess[str]:
+    """`python bench/SCRIPT --quick ARGS` (the integration tests pass the local cluster's env)."""
     proc = subprocess.run([sys.executable, str(ROOT / "bench" / script), "--quick", *args], cwd=ROOT,
-                          env=clean_env(), capture_output=True, text=True, timeout=HANG_S)
+                          env=clean_env() if env is None else env, capture_output=True, text=True, timeout=timeout)
     print(proc.stdout)  # the figures, shown with -s or on failure
     return proc
 

@@ -9,15 +9,9 @@ import pytest
 
 from cluster.status import render_table
 from cluster.triage import RULES, add_causes, classify, log_files, triage_dir
+from tests.standins.metrics_driver import OOM_TRACE
 
-OOM = """\
-Traceback (most recent call last):
-  File "/root/slime/train.py", line 92, in <module>
-    train(args)
-  File "/root/slime/slime/backends/megatron_utils/actor.py", line 310, in train
-    loss.backward()
-torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.15 GiB of which 1.06 GiB is free.
-"""
+OOM = OOM_TRACE + "\n"  # what the stand-in driver prints in the integration test
 NCCL = ("[rank3]:[E1206 13:17:33.123456 ProcessGroupNCCL.cpp:616] [Rank 3] Watchdog caught collective operation timeout: "
         "WorkNCCL(SeqNum=1234, OpType=ALLREDUCE, NumelIn=1, NumelOut=1, Timeout(ms)=600000) ran for 600012 milliseconds "
         "before timing out.\n")

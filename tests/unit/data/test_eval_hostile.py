@@ -88,15 +88,6 @@ PLAIN_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(PLAIN_CASES))
-def test_plain_mode_server_failures_exit_3(capsys, tmp_path, case):
-    script, needles = PLAIN_CASES[case]
-    out = tmp_path / "results.jsonl"
-    with HostileServer(script) as server:
-        code, lines = run_eval(capsys, server.url, out, "--mode", "plain", "--concurrency", "1")
-    assert_server_failure(code, lines, out, *needles)
-
-
 def test_plain_mode_a_reply_larger_than_any_generate_reply(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(eval_client, "_BODY_LIMIT", 1000)
     out = tmp_path / "results.jsonl"
@@ -166,12 +157,17 @@ TOOLS_CASES = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(TOOLS_CASES))
-def test_tools_mode_server_failures_exit_3(capsys, tmp_path, case):
-    script, needles = TOOLS_CASES[case]
+SERVER_FAILURES = {**{("plain", c): v for c, v in PLAIN_CASES.items()},
+                   **{("tools", c): v for c, v in TOOLS_CASES.items()}}
+
+
+@pytest.mark.parametrize("mode,case", sorted(SERVER_FAILURES), ids=lambda v: str(v))
+def test_server_failures_exit_3(capsys, tmp_path, mode, case):
+    """Every mode: a server failure is the server's fault, exit 3 with one line, rows so far kept."""
+    script, needles = SERVER_FAILURES[(mode, case)]
     out = tmp_path / "results.jsonl"
     with HostileServer(script) as server:
-        code, lines = run_eval(capsys, server.url, out, "--mode", "tools", "--concurrency", "1")
+        code, lines = run_eval(capsys, server.url, out, "--mode", mode, "--concurrency", "1")
     assert_server_failure(code, lines, out, *needles)
 
 
