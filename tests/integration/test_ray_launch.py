@@ -159,7 +159,9 @@ def test_train_stage_on_n_nodes(local_slurm: LocalSlurm, tmp_path: Path, nodes: 
 
     head = run.read("head.json")
     assert head is not None and head["host"] == hosts[0]
-    assert int(head["gcs_address"].rsplit(":", 1)[1]) < 32768
+    # outside the node's ephemeral range (bands sit below it, or above it when the job id maps there)
+    low, high = json.loads((run.log_dir / f"ports-node-0-{hosts[0]}.json").read_text())["ephemeral_range"]
+    assert not low <= int(head["gcs_address"].rsplit(":", 1)[1]) <= high
     logs = sorted(p.name for p in run.log_dir.glob("node-*.log"))
     assert logs == [f"node-{i}-{h}.log" for i, h in enumerate(hosts)]
     head_log = (run.log_dir / logs[0]).read_text()
