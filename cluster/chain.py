@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cluster.errors import ConfigError
-from cluster.fsutil import write_json_atomic
+from cluster.outputs import write_json_atomic
 from cluster.secrets import SECRET_VALUE, is_secret_name
 
 CHAIN_FILE = "chain.json"

@@ -6,7 +6,7 @@ each with its fix; exit 0 when nothing blocks, 2 when a finding does.
 This module turns a profile into the checks' input (`render_doctor_spec`, also used by the plan for
 the launcher's per-node preflight); the checks themselves are in cluster/launcher/preflight.py. The
 Python checks ask the train stage's own interpreter with the PYTHONPATH the plan renders for it
-(cluster/stage_env.py), so `import slime` is answered the way the stage will do it.
+(cluster/stages/env.py), so `import slime` is answered the way the stage will do it.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from typing import Any, Sequence
 
 from cluster.errors import ConfigError
 from cluster.launcher.preflight import DEFAULT_MIN_FREE_GB, DoctorSpec, Finding, Probe, blocking, run_doctor
-from cluster.schema import SLIME_SECTIONS
-from cluster.stage_env import stage_pythonpath
+from cluster.profile.schema import SLIME_SECTIONS
+from cluster.stages.env import stage_pythonpath
 
 
 def profile_flag(profile, name: str, default: Any = None) -> Any:
@@ -59,7 +59,7 @@ def container_finding(profile) -> Finding | None:
 
 
 def main(argv: Sequence[str] | None = None, probe: Probe | None = None) -> int:
-    from cluster.checks import scale_topology
+    from cluster.profile.checks import scale_topology
     from cluster.cli import ArgumentParser
     from cluster.profile import load_profile
 

@@ -1,13 +1,16 @@
 """Is a stage's output already complete? Cheap checks on what each stage writes, shared by the
 plan (skip a done stage), the launcher (resume from the newest complete checkpoint) and the data
 stage (`holdem.data` imports the JSONL rule from here; this module stays stdlib-only and never
-imports holdem)."""
+imports holdem), and how files other processes poll are written (whole or not at all)."""
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
 from pathlib import Path
+from typing import Any
 
 TRACKER = "latest_checkpointed_iteration.txt"
 DIST_METADATA = "metadata.json"  # torch_dist: written last, only when the save is complete
@@ -236,3 +239,23 @@ def newest_complete_checkpoint(path: str | Path) -> tuple[Path | None, str]:
         if checkpoint_dir_complete(candidate)[0]:
             return candidate, f"{reason}; newest complete is {candidate.name}/"
     return None, f"{reason}; no complete iter_* dir either" if iters else reason
+
+
+# --- writing: files other processes poll are written whole or not at all (temp file + rename) ------
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)  # readers see the old file or the new one, never a part
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(path: str | Path, obj: Any) -> Path:
+    return write_atomic(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")

@@ -18,19 +18,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cluster.checks import slime_gpus
-from cluster.container import ContainerSpec, describe, render_container, srun_args, wrap_argv
+from cluster.profile.checks import slime_gpus
+from cluster.stages.container import ContainerSpec, describe, render_container, srun_args, wrap_argv
 from cluster.doctor import render_doctor_spec
 from cluster.errors import CheckError, ConfigError
-from cluster.eval_stage import checkpoint_problem, eval_env, eval_file, eval_output_status, render_eval_argv
+from cluster.stages.eval import checkpoint_problem, eval_env, eval_file, eval_output_status, render_eval_argv
 from cluster.launcher.spec import LaunchSpec
 from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir
 from cluster.profile import Profile
-from cluster.schema import STAGE_NAMES
+from cluster.profile.schema import STAGE_NAMES
 from cluster.secrets import find_secrets, secret_env_values
-from cluster.slime_args import render_model_args, render_slime_args
-from cluster.stage_env import PROJECT_ROOT, executable_problems, stage_env, stage_executables
-from cluster.wandb_run import download_partition_notes, plan_wandb, sync_notes, wandb_dir
+from cluster.profile.slime_args import render_model_args, render_slime_args
+from cluster.stages.env import PROJECT_ROOT, executable_problems, stage_env, stage_executables
+from cluster.stages.wandb import download_partition_notes, plan_wandb, sync_notes, wandb_dir
 
 # What each stage reads, as profile keys (a stage depends on the stage producing them).
 STAGE_OUTPUT = {"data": "paths.prompt-data", "model": "paths.hf-checkpoint", "convert": "paths.ref-load"}
@@ -39,9 +39,9 @@ STAGE_INPUTS = {
     "model": (),
     "convert": ("paths.hf-checkpoint", "paths.slime_dir", "paths.megatron_dir"),
     "train": ("paths.prompt-data", "paths.hf-checkpoint", "paths.ref-load", "paths.slime_dir", "paths.megatron_dir"),
-    # eval scores the newest checkpoint of paths.save (train's) and the starting model (cluster/eval_stage.py)
+    # eval scores the newest checkpoint of paths.save (train's) and the starting model (cluster/stages/eval.py)
     "eval": ("paths.save", "paths.hf-checkpoint", "paths.slime_dir", "paths.megatron_dir"),
-    "sync": (),  # uploads the offline W&B runs train writes: `afterany` train (cluster/wandb_run.py)
+    "sync": (),  # uploads the offline W&B runs train writes: `afterany` train (cluster/stages/wandb.py)
 }
 PRODUCER = {key: stage for stage, key in STAGE_OUTPUT.items()}
 PRODUCER["paths.save"] = "train"
@@ -89,7 +89,7 @@ class Plan:
     stages: tuple[StagePlan, ...]
     warnings: tuple[str, ...] = ()
     container: dict[str, Any] = field(default_factory=dict)  # the profile's container section
-    wandb_run_id: str | None = None  # the chain's W&B run (cluster/wandb_run.py); None when W&B is off
+    wandb_run_id: str | None = None  # the chain's W&B run (cluster/stages/wandb.py); None when W&B is off
 
     def container_spec(self) -> ContainerSpec:
         return render_container(self.container)
@@ -231,7 +231,7 @@ def render_launch_spec(profile: Profile, chain_dir: str, slime_args: list[str],
 def _launch_spec_data(profile: Profile, chain_dir: str, slime_args: list[str],
                       wandb_run_id: str | None = None) -> dict[str, Any]:
     slurm, ray = profile.section("slurm"), profile.section("ray")
-    env = stage_env(profile, "train")  # PYTHONPATH: Megatron-LM, slime, the project (cluster/stage_env.py)
+    env = stage_env(profile, "train")  # PYTHONPATH: Megatron-LM, slime, the project (cluster/stages/env.py)
     return {
         "chain_dir": chain_dir,
         "stage": "train",

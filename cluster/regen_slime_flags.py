@@ -1,10 +1,10 @@
-"""Regenerate cluster/slime_flags.txt, the pinned list of flags slime's train.py accepts.
+"""Regenerate cluster/profile/slime_flags.txt, the pinned list of flags slime's train.py accepts.
 
 Run it where slime, Megatron-LM and SGLang import (e.g. the slimerl/slime image), at the slime
 commit you pin:
 
     PYTHONPATH=<Megatron-LM>:<slime> python -m cluster.regen_slime_flags --slime-dir <slime> \\
-        --commit "$(git -C <slime> rev-parse --short HEAD)" --out cluster/slime_flags.txt
+        --commit "$(git -C <slime> rev-parse --short HEAD)" --out cluster/profile/slime_flags.txt
 
 slime parses its command line in phases (a pre-parser, SGLang's tensor-parallel pre-parse, the
 SGLang parser, the Megatron+slime main parser), each with parse_known_args. This records every
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slime-dir", required=True, help="the slime checkout (its train.py parses the flags)")
     parser.add_argument("--commit", required=True, help="the slime commit, recorded in the file's header")
     parser.add_argument("--versions", default="", help="e.g. 'Megatron-LM 1dcf0da, SGLang 0.5.15.post1'")
-    parser.add_argument("--out", default=str(Path(__file__).with_name("slime_flags.txt")))
+    parser.add_argument("--out", default=str(Path(__file__).parent / "profile" / "slime_flags.txt"))
     args = parser.parse_args(argv)
     sys.path.insert(0, args.slime_dir)
     sys.argv = [str(Path(args.slime_dir) / "train.py")]

@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from cluster.container import ContainerSpec, render_env_lines
+from cluster.stages.container import ContainerSpec, render_env_lines
 from cluster.errors import ConfigError
-from cluster.fsutil import write_atomic, write_json_atomic
+from cluster.outputs import write_atomic, write_json_atomic
 from cluster.plan import PROJECT_ROOT, Plan, StagePlan
 from cluster.secrets import is_secret_name
 
@@ -230,7 +230,7 @@ def render_job_script(stage_name: str, profile_name: str, sets: Sequence[str],
                       env: Mapping[str, str]) -> Path | None:
     """Render `stage_name` of `profile_name` for the current allocation into its log dir (and the
     train stage's launch.json); None when the stage's output is already complete."""
-    from cluster.checks import run_checks, scale_topology
+    from cluster.profile.checks import run_checks, scale_topology
     from cluster.plan import build_plan
     from cluster.profile import load_profile
 
@@ -256,7 +256,7 @@ def render_job_script(stage_name: str, profile_name: str, sets: Sequence[str],
 def render_local_spec(profile_name: str, sets: Sequence[str], nodes: int, env: Mapping[str, str]) -> Path:
     """The train stage's launch.json for `nodes` node(s) outside Slurm (the seed's shell entry);
     checks the profile exactly as `cluster.submit` does; returns the file written."""
-    from cluster.checks import run_checks, scale_topology
+    from cluster.profile.checks import run_checks, scale_topology
     from cluster.plan import build_plan, new_chain_id
     from cluster.profile import load_profile
 
@@ -268,7 +268,7 @@ def render_local_spec(profile_name: str, sets: Sequence[str], nodes: int, env: M
 
 def main(argv: Sequence[str] | None = None) -> int:
     from cluster.cli import ArgumentParser
-    from cluster.schema import STAGE_NAMES
+    from cluster.profile.schema import STAGE_NAMES
 
     parser = ArgumentParser(prog="python -m cluster.sbatch_render",
                             description="Render a stage's job script for the current Slurm allocation "

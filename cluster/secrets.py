@@ -13,7 +13,7 @@ ONE rule for every kind of name — environment variables, profile keys, slime f
   and the word before it is not one of NOT_CREDENTIALS — the words that make KEY a field of a
   data set (`input-key`, `reward-key`) and TOKEN a vocabulary token (`fim-pad-token`).
 
-The slime flags this rule marks (from cluster/slime_flags.txt) are `secret_flags()`; a refused
+The slime flags this rule marks (from cluster/profile/slime_flags.txt) are `secret_flags()`; a refused
 flag or name says which environment variable to export instead (`export_hint`). There is no
 minimum length for a secret's value: `value_exposed` finds any non-empty value.
 """

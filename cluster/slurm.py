@@ -21,7 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from cluster.chain import redact, write_chain
 from cluster.errors import SlurmError
-from cluster.fsutil import write_json_atomic
+from cluster.outputs import write_json_atomic
 from cluster.plan import Plan, StagePlan, resolve_job_refs
 
 NO_SLURM = ("Slurm not found: sbatch is not on PATH. Run this on a login node of your cluster, or start "

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 from cluster.chain import find_chain, list_chains, read_chain
 from cluster.cli import ArgumentParser, run_cli
 from cluster.slurm import JobInfo, query_jobs
-from cluster.sweep_status import SWEEP_FILE, add_eval_scores, eval_lines, render_sweep, sweep_status
+from cluster.sweep import SWEEP_FILE, add_eval_scores, eval_lines, render_sweep, sweep_status
 from cluster.triage import add_causes
 from cluster.launcher.ray_logs import strip_ansi
 from cluster.launcher.rendezvous import read_json
@@ -106,7 +106,7 @@ def render_table(rows: list[dict[str, Any]]) -> str:
     out = [fmt.format(*header)] + [fmt.format(*c) for c in cells]
     out += [f"  {r['stage']}: {r['reason']}" for r in rows if r["reason"] and r["state"] != "COMPLETED"]
     out += [f"  {r['stage']}: cause: {r['cause']}" for r in rows if r.get("cause")]
-    out += eval_lines(rows)  # the eval stage's scores, trained vs starting model (cluster/sweep_status.py)
+    out += eval_lines(rows)  # the eval stage's scores, trained vs starting model (cluster/sweep.py)
     for r in rows:
         for run in r.get("runs", []):
             if "source" in run:

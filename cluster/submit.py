@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from cluster.checks import run_checks, scale_topology
+from cluster.profile.checks import run_checks, scale_topology
 from cluster.cli import ArgumentParser, run_cli
 from cluster.errors import ConfigError
 from cluster.plan import STAGE_OUTPUT, Plan, build_plan, parse_stages

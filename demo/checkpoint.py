@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.fsutil import write_atomic, write_json_atomic
+from cluster.outputs import write_atomic, write_json_atomic
 from cluster.outputs import DIST_METADATA, TRACKER, checkpoint_dir_complete, megatron_checkpoint
 from demo.report import summarize_run
 

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from cluster.fsutil import write_json_atomic
+from cluster.outputs import write_json_atomic
 from cluster.launcher.procs import start_owned, stop_owned
 from cluster.launcher.render import TAG_ENV
 from cluster.outputs import check_hf_dir, newest_complete_checkpoint

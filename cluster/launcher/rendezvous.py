@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cluster.fsutil import write_json_atomic  # noqa: F401  (re-exported for the launcher)
+from cluster.outputs import write_json_atomic  # noqa: F401  (re-exported for the launcher)
 
 
 @dataclass(frozen=True)

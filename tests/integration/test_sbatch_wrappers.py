@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.checks import run_checks, scale_topology
+from cluster.profile.checks import run_checks, scale_topology
 from cluster.outputs import check_hf_dir, check_jsonl, check_megatron_dir
 from cluster.plan import build_plan
 from cluster.profile import load_profile

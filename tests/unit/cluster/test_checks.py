@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from cluster.checks import run_checks, scale_topology, slime_gpus
+from cluster.profile.checks import run_checks, scale_topology, slime_gpus
 from cluster.errors import CheckError
 from cluster.profile import load_profile
 

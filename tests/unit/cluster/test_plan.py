@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.checks import run_checks, scale_topology
+from cluster.profile.checks import run_checks, scale_topology
 from cluster.errors import CheckError, ConfigError
 from cluster.outputs import (
     check_hf_dir,

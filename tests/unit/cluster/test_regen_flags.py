@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cluster.regen_slime_flags import HEADER, capture_parsers, render_rows
-from cluster.slime_flags import load_flag_table
+from cluster.profile.slime_flags import load_flag_table
 
 
 def fake_slime_parse_args():

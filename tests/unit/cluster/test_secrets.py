@@ -21,8 +21,8 @@ from cluster.errors import ConfigError
 from cluster.secrets import (
     export_hint, find_secrets, is_secret_name, secret_flags, value_exposed, word_problem,
 )
-from cluster.slime_args import render_flag
-from cluster.slime_flags import load_flag_table
+from cluster.profile.slime_args import render_flag
+from cluster.profile.slime_flags import load_flag_table
 
 from .helpers import ROOT, clean_env
 
@@ -59,7 +59,7 @@ def test_not_secret_names(name):
 
 def test_the_secret_slime_flags_are_derived_from_the_pinned_list_by_the_one_rule():
     table = load_flag_table()
-    names = [line.split("\t")[0] for line in (ROOT / "cluster" / "slime_flags.txt").read_text().splitlines()
+    names = [line.split("\t")[0] for line in (ROOT / "cluster" / "profile" / "slime_flags.txt").read_text().splitlines()
              if line.startswith("--")]
     flags = [n.lstrip("-") for entry in names for n in entry.split(",")]
     assert secret_flags(flags) == [

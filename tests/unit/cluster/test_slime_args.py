@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from cluster.checks import run_checks, scale_topology
+from cluster.profile.checks import run_checks, scale_topology
 from cluster.errors import ConfigError
 from cluster.profile import load_profile
-from cluster.slime_args import render_flag, render_slime_args
-from cluster.slime_flags import load_flag_table
+from cluster.profile.slime_args import render_flag, render_slime_args
+from cluster.profile.slime_flags import load_flag_table
 
 GOLDEN = Path(__file__).with_name("golden")
 

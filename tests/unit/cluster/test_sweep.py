@@ -1,4 +1,4 @@
-"""Sweeps (cluster/sweep.py) and the eval stage's plan (cluster/eval_stage.py): expansion, the
+"""Sweeps (cluster/sweep.py) and the eval stage's plan (cluster/stages/eval.py): expansion, the
 dry-run, bad input as one `error:` line with nothing written, and the status readers."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 
 from cluster.errors import ConfigError
 from cluster.sweep import MAX_POINTS, grid, parse_sweep_args, read_sweep_file, split_values
-from cluster.sweep_status import latest_metrics, render_sweep
-from cluster.eval_stage import eval_scores, render_scores
+from cluster.sweep import latest_metrics, render_sweep
+from cluster.stages.eval import eval_scores, render_scores
 from tests.unit.cluster.helpers import run_submit
 from tests.unit.cluster.test_submit_cli import assert_config_error
 

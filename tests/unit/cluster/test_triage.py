@@ -3,7 +3,7 @@ and what cluster.status shows."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
+
 
 import pytest
 

@@ -1,11 +1,11 @@
-"""cluster/container.py: the profile's container section -> srun options / wrapped argv / env."""
+"""cluster/stages/container.py: the profile's container section -> srun options / wrapped argv / env."""
 from __future__ import annotations
 
 import subprocess
 
 import pytest
 
-from cluster.container import (
+from cluster.stages.container import (
     ContainerSpec, Mount, describe, parse_mount, render_container, render_env_lines, srun_args, wrap_argv,
 )
 from cluster.errors import ConfigError

@@ -9,7 +9,7 @@ from typing import Callable
 
 import pytest
 
-from cluster.checks import scale_topology
+from cluster.profile.checks import scale_topology
 from cluster.doctor import render_doctor_spec
 from cluster.launcher.preflight import (
     CHECKS, DoctorSpec, GpuInfo, GpuReport, Probe, PythonEnv, blocking, check_disk, check_gpus, check_inputs,

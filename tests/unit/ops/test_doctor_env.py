@@ -17,7 +17,7 @@ import pytest
 from cluster.doctor import render_doctor_spec
 from cluster.launcher.preflight import Probe, blocking, check_packages, check_ref_load, probe_python_env
 from cluster.profile import load_profile
-from cluster.stage_env import PROJECT_ROOT, stage_env
+from cluster.stages.env import PROJECT_ROOT, stage_env
 from tests.unit.ops.conftest import clean_env, write_exe
 
 SITE_PACKAGES = ("transformer_engine", "pydantic", "wandb", "numpy", "flash_attn", "apex", "pybase64", "ray", "sglang")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.checks import run_checks, scale_topology
+from cluster.profile.checks import run_checks, scale_topology
 from cluster.errors import ConfigError
 from cluster.plan import build_plan
 from cluster.profile import load_profile

@@ -10,12 +10,12 @@ import sys
 
 import pytest
 
-from cluster.checks import run_checks, scale_topology
+from cluster.profile.checks import run_checks, scale_topology
 from cluster.errors import CheckError
 from cluster.plan import build_plan
 from cluster.profile import load_profile
 from cluster.sbatch_render import render_sbatch_script
-from cluster.stage_env import PROJECT_ROOT, executable_problems, stage_env
+from cluster.stages.env import PROJECT_ROOT, executable_problems, stage_env
 from tests.unit.ops.conftest import Ready, write_exe
 
 ALL = ("data", "model", "convert", "train")

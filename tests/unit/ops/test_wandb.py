@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from cluster.chain import WANDB_RUN_ID, recorded_wandb_run_id, write_chain
-from cluster.checks import run_checks, scale_topology
+from cluster.profile.checks import run_checks, scale_topology
 from cluster.errors import CheckError
 from cluster.launcher.job import resumed_entrypoint, wandb_run_flags
 from cluster.launcher.spec import LaunchSpec
 from cluster.plan import build_plan, parse_stages
 from cluster.profile import load_profile
 from cluster.sbatch_render import render_job_script, render_submit_chain
-from cluster.wandb_sync import offline_runs, sync_commands
+from cluster.stages.wandb_sync import offline_runs, sync_commands
 from tests.unit.ops.conftest import ROOT, Ready, clean_env, write_exe
 
 KEY = "wandb-unit-test-key-0123456789"
@@ -120,7 +120,7 @@ def test_offline_with_the_sync_stage_afterany_train(ready):
     sync = plan.stage("sync")
     assert sync.depends_on == ("train",) and sync.slurm["dependency"] == "afterany:${train_id}"
     assert sync.slurm["partition"] == "dtn" and "gpus-per-node" not in sync.slurm
-    assert sync.argv == (sys.executable, "-m", "cluster.wandb_sync", f"{plan.chain_dir}/wandb")
+    assert sync.argv == (sys.executable, "-m", "cluster.stages.wandb_sync", f"{plan.chain_dir}/wandb")
     args = plan.stage("train").slime_args
     assert args[args.index("--wandb-mode") + 1] == "offline"
     script = render_submit_chain(plan, {s.name: Path(f"/x/{s.name}.sbatch") for s in plan.stages if not s.skip})
@@ -131,7 +131,7 @@ def test_offline_without_a_sync_stage_prints_the_upload_command(ready):
     plan = make_plan(ready, "wandb.wandb-mode=offline")
     assert "sync" not in [s.name for s in plan.stages]
     (note,) = [w for w in plan.warnings if w.startswith("W&B runs offline")]
-    assert f"python -m cluster.wandb_sync {plan.chain_dir}/wandb" in note
+    assert f"python -m cluster.stages.wandb_sync {plan.chain_dir}/wandb" in note
     assert f"wandb sync --include-offline {plan.chain_dir}/wandb/wandb/offline-run-*" in note
 
 
@@ -188,7 +188,7 @@ def test_runs_are_uploaded_oldest_first_and_later_segments_append(tmp_path):
 
 
 def sync_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cluster.wandb_sync", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "cluster.stages.wandb_sync", *args], capture_output=True, text=True,
                           env=clean_env(**env), cwd=ROOT, timeout=60)
 
 

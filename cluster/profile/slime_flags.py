@@ -1,4 +1,4 @@
-"""The pinned list of flags slime's train.py accepts (cluster/slime_flags.txt).
+"""The pinned list of flags slime's train.py accepts (cluster/profile/slime_flags.txt).
 
 slime parses with parse_known_args and silently drops unknown flags, so checking every rendered
 name against this list is the only guard against a typo reaching a GPU job. Regenerate the file

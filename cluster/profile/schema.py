@@ -1,7 +1,7 @@
 """What a profile may contain: sections, our own keys and their types, and value checking.
 
 Keys with dashes inside the slime-facing sections are slime flags, typed by the pinned flag list
-(cluster/slime_flags.txt). Keys with underscores are ours and typed here.
+(cluster/profile/slime_flags.txt). Keys with underscores are ours and typed here.
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from cluster.slime_flags import FlagInfo
+from cluster.profile.slime_flags import FlagInfo
 
 # Sections whose dashed keys are rendered onto train.py's command line, in this order.
 SLIME_SECTIONS = (

@@ -1,4 +1,4 @@
-"""`python -m cluster.wandb_sync DIR`: upload a chain's offline W&B runs (the sync stage, or by hand
+"""`python -m cluster.stages.wandb_sync DIR`: upload a chain's offline W&B runs (the sync stage, or by hand
 from any node with internet once the train job has ended).
 
 DIR is the chain's --wandb-dir (`<chain dir>/wandb` by default); W&B writes each start of the train
@@ -70,7 +70,7 @@ def _has_login(env: Mapping[str, str]) -> bool:
 def main(argv: Sequence[str] | None = None) -> int:
     from cluster.cli import ArgumentParser
 
-    parser = ArgumentParser(prog="python -m cluster.wandb_sync",
+    parser = ArgumentParser(prog="python -m cluster.stages.wandb_sync",
                             description="Upload a chain's offline W&B runs (oldest first, later segments appended).")
     parser.add_argument("dir", help="the chain's W&B dir (--wandb-dir; default <chain dir>/wandb)")
     args = parser.parse_args(argv)

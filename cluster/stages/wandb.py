@@ -7,7 +7,7 @@ plan is rendered again for a chain that exists):
 * `--wandb-dir`: the profile's `wandb.wandb-dir`, or `<chain dir>/wandb` (next to the chain's logs);
 * offline mode (`wandb.wandb-mode: offline`, for compute nodes without internet): the runs are
   written there and uploaded afterwards by the optional `sync` stage (`afterany` the train stage, on
-  a partition with internet; `python -m cluster.wandb_sync`) or by the `wandb sync` command the plan
+  a partition with internet; `python -m cluster.stages.wandb_sync`) or by the `wandb sync` command the plan
   prints;
 * compute nodes marked offline (`slurm.compute_offline`) with W&B online is a configuration error.
 
@@ -22,7 +22,7 @@ from typing import Any
 
 from cluster.chain import new_wandb_run_id, recorded_wandb_run_id
 from cluster.errors import CheckError
-from cluster.slime_args import render_flag
+from cluster.profile.slime_args import render_flag
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,7 @@ class WandbPlan:
 
     def sync_command(self) -> str:
         """What uploads the offline runs of this chain (printed when there is no sync stage)."""
-        return f"python -m cluster.wandb_sync {shlex.quote(str(self.dir))}"
+        return f"python -m cluster.stages.wandb_sync {shlex.quote(str(self.dir))}"
 
 
 def wandb_dir(profile: Any, chain_dir: str) -> str:
@@ -77,7 +77,7 @@ def sync_notes(profile: Any, wandb: WandbPlan, stages: tuple[str, ...]) -> tuple
     if "sync" in stages and "train" not in stages and not profile.get("wandb.wandb-dir"):
         raise CheckError(f"{profile.path}: stage sync without train uploads <chain dir>/wandb of a new chain, which "
                          "is empty; add train to --stages, or upload an earlier chain's runs with "
-                         "`python -m cluster.wandb_sync logs/<chain-id>/wandb` (or set wandb.wandb-dir)")
+                         "`python -m cluster.stages.wandb_sync logs/<chain-id>/wandb` (or set wandb.wandb-dir)")
     if wandb.offline and "train" in stages and "sync" not in stages:
         notes.append(f"W&B runs offline into {wandb.dir} and no sync stage uploads it (stages.sync.enabled): once "
                      f"the train job has ended, upload it from a node with internet: {wandb.sync_command()} "

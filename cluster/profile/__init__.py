@@ -21,14 +21,14 @@ from typing import Any, Iterable, Iterator, Mapping
 import yaml
 
 from cluster.errors import ProfileError
-from cluster.schema import (
+from cluster.profile.schema import (
     OPEN_MAPS, OTHER_SECTIONS, OUR_KEYS, REQUIRED, SLIME_SECTIONS, STAGE_KEYS, STAGE_NAMES, STAGE_SLURM_KEYS,
     TOP_LEVEL, BadValue, coerce_flag, coerce_ours,
 )
 from cluster.secrets import export_hint, find_secrets, is_secret_name, secret_env_values, word_problem
-from cluster.slime_flags import load_flag_table
+from cluster.profile.slime_flags import load_flag_table
 
-PROFILES_DIR = Path(os.environ.get("HOLDEM_PROFILES_DIR", Path(__file__).resolve().parent.parent / "profiles"))
+PROFILES_DIR = Path(os.environ.get("HOLDEM_PROFILES_DIR", Path(__file__).resolve().parents[2] / "profiles"))
 
 # The seed's environment variables and the profile keys they set.
 ENV_KEYS = {

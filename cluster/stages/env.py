@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # on PYTHONPATH of the train job: the holdem plug-ins
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # on PYTHONPATH of the train job: the holdem plug-ins
 
 # Executables the stages run, and where they come from (for the error when one is missing).
 PROVIDED_BY = {

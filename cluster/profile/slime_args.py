@@ -11,9 +11,9 @@ from typing import Any
 
 from cluster.errors import ConfigError
 from cluster.profile import Profile
-from cluster.schema import OUR_KEYS, SLIME_SECTIONS
+from cluster.profile.schema import OUR_KEYS, SLIME_SECTIONS
 from cluster.secrets import export_hint, is_secret_name
-from cluster.slime_flags import load_flag_table
+from cluster.profile.slime_flags import load_flag_table
 
 # Sections rendered only when their switch is on.
 _SWITCHED = {"eval": "eval.enabled", "wandb": "wandb.use-wandb"}
@@ -33,7 +33,7 @@ def render_flag(name: str, value: Any) -> list[str]:
     info = flags.get(name)
     if info is None:
         hint = flags.closest(name)
-        raise ConfigError(f"slime flag --{name} is not in the pinned list (cluster/slime_flags.txt)"
+        raise ConfigError(f"slime flag --{name} is not in the pinned list (cluster/profile/slime_flags.txt)"
                           f"{f'; did you mean --{hint}?' if hint else ''}. slime would silently ignore it.")
     if is_secret_name(name) and value is not None and value is not False:
         # never on argv: argv is visible in `ps`, chain.json and Ray's job table (cluster/secrets.py)
