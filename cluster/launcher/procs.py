@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import resource
 import signal
 import subprocess
 import time
@@ -24,6 +25,9 @@ def _die_with_parent() -> None:
     # linuxproc tracking loses re-parented processes, so nothing else would ever stop them.
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # No core files from Ray's processes: its dashboard agent dumps ~500 MB of core into the job's
+    # working directory (the shared filesystem) when it dies at teardown.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
 
 
 def start_owned(argv: list[str], env: Mapping[str, str], log_path: Path) -> subprocess.Popen:

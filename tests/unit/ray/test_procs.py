@@ -67,3 +67,10 @@ def test_child_dies_when_launcher_is_killed(tmp_path: Path) -> None:
         wait_for(lambda: not is_alive(child), "the orphaned child to get SIGTERM and exit")
     finally:
         parent.kill()
+
+
+def test_started_processes_write_no_core_files(tmp_path: Path) -> None:
+    """Ray's dashboard agent dumps ~500 MB of core into the job's cwd at teardown: not from ours."""
+    proc = start_owned(["bash", "-c", "ulimit -S -c"], dict(os.environ), tmp_path / "log")
+    assert proc.wait(timeout=30) == 0
+    assert (tmp_path / "log").read_text().strip() == "0"
