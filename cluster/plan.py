@@ -14,7 +14,7 @@ import re
 import secrets
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +65,8 @@ class StagePlan:
     srun: tuple[str, ...] = ()  # srun options of the step (pyxis container flags)
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self)}  # shallow: launch converts once, below
+        out["slurm"], out["env"] = dict(self.slurm), dict(self.env)
         out["depends_on"], out["argv"] = list(self.depends_on), list(self.argv)
         out["step"], out["srun"] = list(self.step), list(self.srun)
         for key in ("slime_args", "launch"):

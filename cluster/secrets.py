@@ -20,6 +20,7 @@ minimum length for a secret's value: `value_exposed` finds any non-empty value.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any, Iterable, Iterator, Mapping
 
 # Glued into the name (separators removed), any of these makes it a secret.
@@ -59,6 +60,11 @@ def name_words(name: Any) -> list[str]:
 
 def is_secret_name(name: Any) -> bool:
     """True when `name` (an env var, a profile key, a flag with or without dashes) holds a secret."""
+    return _is_secret_name(str(name))
+
+
+@lru_cache(maxsize=8192)  # the plan asks about the same few hundred names on every submission
+def _is_secret_name(name: str) -> bool:
     words = name_words(name)
     if not words or words[-1] in REFERENCE_WORDS:
         return False
