@@ -75,7 +75,7 @@ def test_warning_signal_requeues_under_the_same_id_and_dependents_wait(local_slu
     script.write_text(render_sbatch_script(stage, plan))
     Path(plan.chain_dir, "train").mkdir(parents=True)
     job = local_slurm.sbatch(str(script))
-    after = local_slurm.sbatch("--dependency=afterok:" + job, "--wrap=true", f"--output={tmp_path}/after-%j.out")
+    after = local_slurm.sbatch("--dependency=afterok:" + job, "--kill-on-invalid-dep=yes", "--wrap=true", f"--output={tmp_path}/after-%j.out")
     logs = [Path(plan.chain_dir)]
     local_slurm.wait_for_job(job, "RUNNING", timeout=120, logs=logs)
     wait_file(marks / "run-0", local_slurm, job, logs)
