@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Any, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
 
 # Glued into the name (separators removed), any of these makes it a secret.
 SECRET_WORDS = ("PASSWORD", "PASSWD", "PASSPHRASE", "SECRET", "CREDENTIAL", "APIKEY", "APITOKEN",
@@ -103,13 +104,19 @@ def secret_env_values(env: Mapping[str, str]) -> dict[str, str]:
 
 def word_problem(word: str) -> str | None:
     """Why one command-line word (or string value) would expose a secret, or None. Never quotes it."""
+    return _word_problem(word)
+
+
+@lru_cache(maxsize=16384)  # a plan holds the same few hundred words on every submission
+def _word_problem(word: str) -> str | None:
     if word.startswith("-"):
         flag = word.lstrip("-").partition("=")[0]
         if flag and is_secret_name(flag):
             return f"passes the secret flag {word.partition('=')[0]}; {export_hint(flag)}"
-    for match in _ASSIGNMENT.finditer(word):
-        if is_secret_name(match.group(1)):
-            return f"sets {match.group(1)}=...; {export_hint(match.group(1))}"
+    if "=" in word:
+        for match in _ASSIGNMENT.finditer(word):
+            if is_secret_name(match.group(1)):
+                return f"sets {match.group(1)}=...; {export_hint(match.group(1))}"
     if SECRET_VALUE.search(word):
         return "holds what looks like an access token (hf_..., ghp_..., sk-...); export it in the environment instead"
     return None
@@ -122,28 +129,39 @@ def find_secrets(obj: Any, env_secrets: Mapping[str, str] | None = None, path: s
     a well-known token format, or the value of one of `env_secrets`. The reasons never quote a
     value. A key whose value is empty, None, or only refers to the variable (`$NAME`) passes when
     `allow_passthrough`."""
-    env_secrets = env_secrets or {}
-    if isinstance(obj, Mapping):
+    found: list[tuple[str, str]] = []
+    _find(obj, tuple((env_secrets or {}).items()), (path,) if path else (), allow_passthrough, found)
+    return iter(found)
+
+
+def _dotted(parts: tuple) -> str:
+    """('env', 'X', 0) -> 'env.X[0]' (an int is a list index)."""
+    return "".join(f"[{p}]" if isinstance(p, int) else p if i == 0 else f".{p}" for i, p in enumerate(parts))
+
+
+def _find(obj: Any, env_secrets: tuple, parts: tuple, allow_passthrough: bool, found: list) -> None:
+    """find_secrets' walk; the dotted path is built only for what it reports."""
+    if type(obj) is dict or (not isinstance(obj, (str, list, tuple)) and isinstance(obj, Mapping)):
         for key, value in obj.items():
-            where = f"{path}.{key}" if path else str(key)
             if is_secret_name(key) and not (allow_passthrough and _passthrough(key, value)):
-                yield where, f"{key} is a secret; {export_hint(key)}"
-                continue
-            yield from find_secrets(value, env_secrets, where, allow_passthrough)
-    elif isinstance(obj, (list, tuple)):
-        for i, item in enumerate(obj):
-            yield from find_secrets(item, env_secrets, f"{path}[{i}]", allow_passthrough)
+                found.append((_dotted(parts + (str(key),)), f"{key} is a secret; {export_hint(key)}"))
+            elif value is not None and type(value) not in (int, float, bool):
+                _find(value, env_secrets, parts + (str(key),), allow_passthrough, found)
     elif isinstance(obj, str):
         why = word_problem(obj)
         if why:
-            yield path, why
+            found.append((_dotted(parts), why))
             return
-        for name, value in env_secrets.items():
+        for name, value in env_secrets:
             if value_exposed(value, obj):
-                yield path, (f"holds the value of {name} from your environment; a secret never goes into a "
-                             f"profile, a file or a command line: remove it ({name} already reaches the job "
-                             f"through the environment)")
+                found.append((_dotted(parts), (f"holds the value of {name} from your environment; a secret never "
+                                               f"goes into a profile, a file or a command line: remove it ({name} "
+                                               f"already reaches the job through the environment)")))
                 return
+    elif isinstance(obj, (list, tuple)):
+        for i, item in enumerate(obj):
+            if item is not None and type(item) not in (int, float, bool):
+                _find(item, env_secrets, parts + (i,), allow_passthrough, found)
 
 
 def _passthrough(key: str, value: Any) -> bool:

@@ -6,6 +6,7 @@ Slurm's states to ours and parsers for `sacct`/`squeue` output (pure, tested on 
 """
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import re
@@ -13,11 +14,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from cluster.chain import redact, write_chain
 from cluster.errors import SlurmError
@@ -97,28 +99,108 @@ def _stage_function(stage: StagePlan):
     return StageCommand(stage.name, stage.step, dict(stage.env))
 
 
-def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str]) -> str:
+def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str],
+                 at_sbatch: threading.Event | None = None) -> str:
     """Submit one stage as the plan renders it, its `${stage_id}` dependency references filled in
-    with the job ids of the stages already submitted; returns the job id."""
-    import submitit
-
+    with the job ids of the stages already submitted; returns the job id. sbatch's complaint, if
+    any, is in the SlurmError (callers catch what submitit prints with `_captured_stderr`).
+    `at_sbatch` is set when submitit has written the job's files and starts sbatch."""
+    Executor = _executor_class()
     sbatch = dict(stage.slurm)
     if "dependency" in sbatch:
         sbatch["dependency"] = resolve_job_refs(sbatch["dependency"], job_ids)
     # submitit counts time-outs against max_num_timeout (preemptions do not count, as in
     # submitit); TrainCommand.checkpoint caps all restarts at slurm.max_restarts.
-    executor = submitit.SlurmExecutor(folder=chain_dir / stage.name / "%j", max_num_timeout=stage.max_restarts)
+    executor = Executor(folder=chain_dir / stage.name / "%j", max_num_timeout=stage.max_restarts)
+    executor.at_sbatch = at_sbatch
     params = render_executor_params(sbatch)
     if stage.srun:
         params["srun_args"] = list(stage.srun)
     executor.update_parameters(**params)
-    with _captured_stderr() as captured:
-        try:
-            job = executor.submit(_stage_function(stage))
-        except Exception as exc:  # submitit wraps sbatch's failure in several exception types
-            message = captured.read_text() if captured.exists() else ""
-            raise SlurmError(f"sbatch rejected stage {stage.name}: {one_line(message or _sbatch_message(exc))}") from None
+    try:
+        job = executor.submit(_stage_function(stage))
+    except Exception as exc:  # submitit wraps sbatch's failure in several exception types
+        raise SlurmError(f"sbatch rejected stage {stage.name}: {one_line(_sbatch_message(exc))}") from None
     return str(job.job_id)
+
+
+@functools.lru_cache(maxsize=None)
+def _executor_class() -> type:
+    """submitit's SlurmExecutor, telling `at_sbatch` when it has written the job's files and is
+    about to run sbatch (so the next stage's Python work can start). Made once: submitit is imported
+    only when something is really submitted."""
+    import submitit
+
+    class Executor(submitit.SlurmExecutor):
+        at_sbatch: threading.Event | None = None
+
+        def _make_submission_command(self, submission_file_path):  # submitit runs this command next
+            if self.at_sbatch is not None:
+                self.at_sbatch.set()
+            return super()._make_submission_command(submission_file_path)
+
+    return Executor
+
+
+_JOB_REF = re.compile(r"\$\{(\w+)_id\}")
+
+
+def submission_waves(stages: Sequence[StagePlan], known: Iterable[str] = ()) -> list[list[StagePlan]]:
+    """The stages to submit (not skipped), grouped so that every stage's `${stage_id}` references
+    name stages of earlier groups (or `known` ones, already submitted): the stages of one group do
+    not wait for each other and can go to sbatch at the same time. Plan order within a group. (pure)"""
+    ids = set(known)
+    pending = [s for s in stages if not s.skip]
+    waves: list[list[StagePlan]] = []
+    while pending:
+        wave = [s for s in pending if set(_JOB_REF.findall(str(s.slurm.get("dependency", "")))) <= ids]
+        wave = wave or pending[:1]  # a reference nothing will fill: submit_stage names it
+        waves.append(wave)
+        ids.update(s.name for s in wave)
+        pending = [s for s in pending if s not in wave]
+    return waves
+
+
+def _submit_wave(wave: list[StagePlan], chain_dir: Path, job_ids: dict[str, str],
+                 meanwhile: Callable[[], None] | None = None) -> tuple[dict[str, str], BaseException | None]:
+    """Submit the stages of one wave at the same time, each in its own thread, and run `meanwhile`
+    in this thread while sbatch works; -> (stage -> job id of those accepted, in plan order; the
+    first refusal in plan order, or what `meanwhile` raised, or None). A thread is started once the
+    one before it has handed its job to sbatch (their Python work does not overlap, sbatch's does),
+    and every thread is joined before returning, so no job id is lost."""
+    results: dict[str, str | SlurmError] = {}
+
+    def one(stage: StagePlan, at_sbatch: threading.Event) -> None:
+        try:
+            results[stage.name] = submit_stage(stage, chain_dir, job_ids, at_sbatch)
+        except SlurmError as exc:
+            results[stage.name] = exc
+        finally:
+            at_sbatch.set()
+
+    if len(wave) == 1 and meanwhile is None:  # nothing to overlap: no thread
+        try:
+            return {wave[0].name: submit_stage(wave[0], chain_dir, job_ids)}, None
+        except SlurmError as exc:
+            return {}, exc
+    threads: list[threading.Thread] = []
+    failure: BaseException | None = None
+    try:
+        for stage in wave:
+            handed = threading.Event()
+            threads.append(threading.Thread(target=one, args=(stage, handed), name=f"sbatch-{stage.name}"))
+            threads[-1].start()
+            handed.wait()  # set by the thread on every path: at sbatch, or when it has failed before
+        if meanwhile is not None:
+            meanwhile()
+    except Exception as exc:  # noqa: BLE001 - reported after the threads are joined
+        failure = exc
+    finally:
+        for thread in threads:
+            thread.join()
+    accepted = {s.name: r for s in wave if isinstance(r := results.get(s.name), str)}
+    refused = next((r for s in wave if isinstance(r := results.get(s.name), SlurmError)), None)
+    return accepted, refused or failure
 
 
 @contextmanager
@@ -126,10 +208,10 @@ def _captured_stderr():
     """submitit lets sbatch write to our stderr; catch it so the user gets one line."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.NamedTemporaryFile("w+", prefix="sbatch-", suffix=".err") as sink:
+    with tempfile.TemporaryFile("w+") as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield Path(sink.name)
+            yield
         finally:
             os.dup2(saved, 2)
             os.close(saved)
@@ -152,56 +234,87 @@ def cancel_jobs(job_ids: Sequence[str]) -> None:
 
 def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None, upstream: dict[str, str] | None = None,
                 upstream_stages: Plan | None = None) -> dict[str, Any]:
-    """Submit every stage that is not skipped, in order, recording the chain. If Slurm refuses a
-    stage, cancel the stages already submitted so nothing is left half-submitted. A sweep point
+    """Submit every stage that is not skipped, recording the chain: stages that do not wait for each
+    other go to sbatch at the same time (`submission_waves`), and the launch spec and the record are
+    written while the first ones are with sbatch. If Slurm refuses a stage (or a file cannot be
+    written), cancel the stages already submitted so nothing is left half-submitted. A sweep point
     passes `upstream` (stage -> job id of the shared stages its dependencies name) and their plan,
     which the record lists first (marked `shared`)."""
     require_slurm()
     chain_dir = Path(plan.chain_dir)
     chain_dir.mkdir(parents=True, exist_ok=True)
-    train = next((s for s in plan.stages if s.name == "train" and not s.skip), None)
-    if train is not None and train.launch is not None:
-        write_json_atomic(chain_dir / "train" / "launch.json", train.launch.to_dict())
     for stage in plan.stages:  # stages write into these; tools like holdem.data refuse a missing dir
         if not stage.skip and stage.output:
             Path(stage.output).parent.mkdir(parents=True, exist_ok=True)
+    train = next((s for s in plan.stages if s.name == "train" and not s.skip), None)
+    prepared: dict[str, Any] = {}
+    # Work done while the first stages are with sbatch: the record (its job ids are added at the
+    # end) and the train job's launch.json, which is always written before train is submitted.
+    side_work: dict[str, Callable[[], Any]] = {
+        "record": lambda: prepared.update(record=_record(plan, profile_data, upstream_stages))}
+    if train is not None and train.launch is not None:
+        side_work["launch"] = lambda: write_json_atomic(chain_dir / "train" / "launch.json", train.launch.to_dict())
+
+    def do_side_work(*names: str) -> None:
+        for name in names or list(side_work):
+            task = side_work.pop(name, None)
+            if task is not None:
+                task()
+
     job_ids: dict[str, str] = dict(upstream or {})
     own: dict[str, str] = {}
     try:
-        for stage in plan.stages:
-            if not stage.skip:
-                own[stage.name] = job_ids[stage.name] = submit_stage(stage, chain_dir, job_ids)
-    except SlurmError as exc:
+        with _captured_stderr():
+            for wave in submission_waves(plan.stages, job_ids):
+                if train in wave:
+                    do_side_work("launch")
+                accepted, failure = _submit_wave(wave, chain_dir, job_ids, do_side_work if side_work else None)
+                own.update(accepted)
+                job_ids.update(accepted)
+                if failure is not None:
+                    raise failure
+            do_side_work()  # when every stage is skipped
+    except BaseException as exc:  # a refusal, a file not written, or Ctrl-C: cancel what was submitted
         cancel_jobs(list(own.values()))
+        if not isinstance(exc, SlurmError):
+            raise
         done = ", ".join(f"{n} ({j})" for n, j in own.items())
-        record = _record(plan, own, profile_data, failed=str(exc), upstream=upstream_stages, upstream_ids=upstream)
-        write_chain(chain_dir, record)
+        write_chain(chain_dir, _with_job_ids(prepared.get("record") or _record(plan, profile_data, upstream_stages),
+                                             plan, own, upstream_stages, upstream, failed=str(exc)))
         raise SlurmError(f"{exc}. Cancelled what was already submitted: {done}." if done else str(exc)) from None
-    record = _record(plan, own, profile_data, upstream=upstream_stages, upstream_ids=upstream)
+    record = _with_job_ids(prepared["record"], plan, own, upstream_stages, upstream)
     write_chain(chain_dir, record)
     record["summary"] = render_summary(plan, job_ids)
     return record
 
 
-def _record(plan: Plan, job_ids: dict[str, str], profile_data: dict[str, Any] | None, failed: str | None = None,
-            upstream: Plan | None = None, upstream_ids: dict[str, str] | None = None) -> dict[str, Any]:
+def _record(plan: Plan, profile_data: dict[str, Any] | None, upstream: Plan | None = None) -> dict[str, Any]:
+    """The chain record without its job ids (`_with_job_ids` adds them): the plan, the shared
+    stages of a sweep point first, who submitted it and the profile (redacted)."""
     out = plan.to_dict()
     for stage in out["stages"]:
-        stage["job_id"] = job_ids.get(stage["name"])
-        stage["log_dir"] = f"{plan.chain_dir}/{stage['name']}/{stage['job_id']}" if stage["job_id"] else None
         stage.pop("launch", None)
     if upstream is not None:  # a sweep point: the shared stages it depends on, with their own log dirs
         shared = upstream.to_dict()["stages"]
         for stage in shared:
-            stage["job_id"] = (upstream_ids or {}).get(stage["name"])
-            stage["log_dir"] = f"{upstream.chain_dir}/{stage['name']}/{stage['job_id']}" if stage["job_id"] else None
             stage["shared"] = True
             stage.pop("launch", None)
         out["stages"] = shared + out["stages"]
         out["upstream_chain"] = upstream.chain_id
-    out.update(user=getpass.getuser(), submitted_at=time.time(), submit_failed=failed,
+    out.update(user=getpass.getuser(), submitted_at=None, submit_failed=None,
                profile_snapshot=redact(profile_data or {}))
     return out
+
+
+def _with_job_ids(record: dict[str, Any], plan: Plan, job_ids: dict[str, str], upstream: Plan | None = None,
+                  upstream_ids: dict[str, str] | None = None, failed: str | None = None) -> dict[str, Any]:
+    for stage in record["stages"]:
+        shared = stage.get("shared", False)
+        ids, chain_dir = ((upstream_ids or {}), upstream.chain_dir) if shared and upstream else (job_ids, plan.chain_dir)
+        stage["job_id"] = ids.get(stage["name"])
+        stage["log_dir"] = f"{chain_dir}/{stage['name']}/{stage['job_id']}" if stage["job_id"] else None
+    record.update(submitted_at=time.time(), submit_failed=failed)
+    return record
 
 
 def render_summary(plan: Plan, job_ids: dict[str, str]) -> str:

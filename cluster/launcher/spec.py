@@ -7,6 +7,7 @@ Stdlib only: this module is imported on the submit path and inside the allocatio
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import json
 import types
@@ -122,8 +123,14 @@ class LaunchSpec:
         return spec
 
 
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    """The resolved annotations of a spec dataclass (resolving them compiles each one: once per class)."""
+    return typing.get_type_hints(cls)
+
+
 def _parse_fields(cls: type, data: Mapping[str, Any], where: str, prefix: str) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
+    hints = _type_hints(cls)
     names = [f.name for f in fields(cls)]
     for key in data:
         if key not in names:

@@ -8,7 +8,6 @@ Precedence, lowest first: the base file < each file that extends it < the enviro
 from __future__ import annotations
 
 import codecs
-import copy
 import difflib
 import math
 import os
@@ -140,6 +139,17 @@ for _tag, _regexp, _first in (
     _Resolver.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_regexp), list(_first))
 
 
+_WHOLE = re.compile(r"[-+]?[0-9]{1,18}")
+
+
+def _whole_number(text: str, mark: Any) -> int:
+    """An int value: decimal digits (with `_` separators), at most 18 of them."""
+    text = text.replace("_", "")
+    if not _WHOLE.fullmatch(text):
+        raise _Refused(None, None, f"{text[:40]!r} is not a whole number of at most 18 digits", mark)
+    return int(text)
+
+
 class _Constructor(yaml.constructor.SafeConstructor):
     """Plain values only (no binary, dates, sets, ...); mapping keys are unique strings."""
 
@@ -150,10 +160,7 @@ class _Constructor(yaml.constructor.SafeConstructor):
         raise _Refused(None, None, f"the tag {node.tag} is not allowed in a profile; write a plain value", node.start_mark)
 
     def construct_yaml_int(self, node):
-        text = self.construct_scalar(node).replace("_", "")
-        if not re.fullmatch(r"[-+]?[0-9]{1,18}", text):
-            raise _Refused(None, None, f"{text[:40]!r} is not a whole number of at most 18 digits", node.start_mark)
-        return int(text)
+        return _whole_number(self.construct_scalar(node), node.start_mark)
 
     def construct_yaml_float(self, node):
         text = self.construct_scalar(node)
@@ -198,32 +205,120 @@ else:  # pragma: no cover - PyYAML without libyaml
             _Resolver.__init__(self)
 
 
-def _check_events(text: str) -> None:
-    """Refuse, before anything is built: aliases (no expansion bombs, no self-reference), nesting
-    beyond MAX_DEPTH, more than MAX_NODES nodes, more than one document."""
-    depth = nodes = documents = 0
-    for event in yaml.parse(text, Loader=_Loader):
-        if isinstance(event, yaml.AliasEvent):
-            raise _Refused(None, None, f"the alias *{event.anchor} is not allowed in a profile (anchors and aliases can "
-                                       "expand without bound); write the value out, or use extends: or a "
-                                       "{section.key} reference", event.start_mark)
-        if isinstance(event, yaml.DocumentStartEvent):
-            documents += 1
-            if documents > 1:
-                raise _Refused(None, None, "a second YAML document (---): a profile is one document; remove the ---",
-                               event.start_mark)
-        elif isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL, _SEQ, _MAP = (_TAG + t for t in ("str", "int", "float", "bool", "null", "seq", "map"))
+_NO_KEY = object()
+
+
+def _build(text: str) -> Any:
+    """One document -> plain values, in one pass over libyaml's events: aliases (no expansion bombs,
+    no self-reference), nesting beyond MAX_DEPTH, more than MAX_NODES values and a second document
+    are refused when they are reached, before anything is built from them; mapping keys are unique
+    strings; scalars follow _Resolver and _Constructor's rules."""
+    loader = _Loader(text)
+    try:
+        return _build_events(loader)
+    finally:
+        loader.dispose()
+
+
+def _build_events(loader: Any) -> Any:
+    # frames: [container, start mark, key (or _NO_KEY), {key: its mark}]
+    stack: list[list[Any]] = []
+    root: Any = None
+    nodes = documents = 0
+    while loader.check_event():
+        event = loader.get_event()
+        kind = type(event)
+        if kind is yaml.ScalarEvent:
+            value, mark = _scalar(loader, event), event.start_mark
+        elif kind is yaml.MappingStartEvent or kind is yaml.SequenceStartEvent:
+            is_map = kind is yaml.MappingStartEvent
+            tag = event.tag
+            if tag is not None and tag != "!" and tag != (_MAP if is_map else _SEQ):
+                _refuse_collection_tag(tag, is_map, event.start_mark)
+            stack.append([{} if is_map else [], event.start_mark, _NO_KEY, {} if is_map else None])
             nodes += 1
             if nodes > MAX_NODES:
                 raise _Refused(None, None, f"more than {MAX_NODES} values: far more than any profile needs",
                                event.start_mark)
-            if isinstance(event, yaml.CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep: far more than any profile "
-                                               "needs", event.start_mark)
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
+            if len(stack) > MAX_DEPTH:
+                raise _Refused(None, None, f"nested more than {MAX_DEPTH} levels deep: far more than any profile "
+                                           "needs", event.start_mark)
+            continue
+        elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
+            value, mark = stack[-1][0], stack[-1][1]
+            stack.pop()
+        elif kind is yaml.AliasEvent:
+            raise _Refused(None, None, f"the alias *{event.anchor} is not allowed in a profile (anchors and aliases can "
+                                       "expand without bound); write the value out, or use extends: or a "
+                                       "{section.key} reference", event.start_mark)
+        elif kind is yaml.DocumentStartEvent:
+            documents += 1
+            if documents > 1:
+                raise _Refused(None, None, "a second YAML document (---): a profile is one document; remove the ---",
+                               event.start_mark)
+            continue
+        else:  # stream start/end, document end
+            continue
+        if kind is yaml.ScalarEvent:
+            nodes += 1
+            if nodes > MAX_NODES:
+                raise _Refused(None, None, f"more than {MAX_NODES} values: far more than any profile needs", mark)
+        if not stack:
+            root = value
+            continue
+        frame = stack[-1]
+        if frame[3] is None:
+            frame[0].append(value)
+        elif frame[2] is _NO_KEY:
+            if not isinstance(value, str):
+                raise _Refused(None, None, f"the key {value!r} is not a string: keys are names; quote it "
+                                           f"(\"{value}\":) or fix the indentation", mark)
+            first = frame[3].get(value)
+            if first is not None:
+                raise _Refused(None, None, f"duplicate key {value!r} (first at line {first.line + 1}): YAML would "
+                                           "silently keep only the last one; merge them into one", mark)
+            frame[3][value] = mark
+            frame[2] = value
+        else:
+            frame[0][frame[2]] = value
+            frame[2] = _NO_KEY
+    return root
+
+
+def _scalar(loader: Any, event: Any) -> Any:
+    """A scalar event -> its value: implicit types by _Resolver (true/false, whole numbers,
+    decimals, null; everything else is text), explicit tags by _Constructor."""
+    value, tag = event.value, event.tag
+    if tag is None or tag == "!":
+        tag = loader.resolve(yaml.ScalarNode, value, event.implicit)
+        if tag == _STR:
+            return value
+        if tag == _NULL:
+            return None
+        if tag == _BOOL:
+            return value in ("true", "True", "TRUE")
+        if tag == _INT:
+            return _whole_number(value, event.start_mark)
+    elif tag == _STR:
+        return value
+    elif tag in (_MAP, _SEQ):
+        raise yaml.constructor.ConstructorError(None, None, f"expected a {'mapping' if tag == _MAP else 'sequence'} "
+                                                            "node, but found scalar", event.start_mark)
+    node = yaml.ScalarNode(tag, value, event.start_mark, event.end_mark, event.style)
+    try:
+        return loader.construct_object(node)
+    except (KeyError, ValueError, OverflowError, IndexError):  # an explicit !!bool / !!float on a value that is none
+        raise _Refused(None, None, f"{value[:40]!r} is not a valid {tag.rpartition(':')[2]}; write a plain value",
+                       event.start_mark) from None
+
+
+def _refuse_collection_tag(tag: str, is_map: bool, mark: Any) -> None:
+    if tag in (_MAP, _SEQ):  # !!seq on a mapping, !!map on a list
+        raise yaml.constructor.ConstructorError(None, None, f"expected a {'sequence' if is_map else 'mapping'} node, "
+                                                            f"but found {'mapping' if is_map else 'sequence'}", mark)
+    raise _Refused(None, None, f"the tag {tag} is not allowed in a profile; write a plain value", mark)
 
 
 def _one_line(text: Any) -> str:
@@ -237,12 +332,7 @@ def parse_yaml(text: str, source: str, fix: str = "Fix the file.", lines: bool =
     if bad:  # undecodable bytes (e.g. from a non-UTF-8 command line) cannot be YAML text
         raise ProfileError(f"{source}: contains bytes that are not UTF-8 text ({bad.group()!r}). {fix}")
     try:
-        _check_events(text)
-        loader = _Loader(text)
-        try:
-            return loader.get_single_data()
-        finally:
-            loader.dispose()
+        return _build(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None and lines else source
@@ -311,7 +401,7 @@ def _merge(base: dict, top: dict, origin: dict[Path_, str], source: str, prefix:
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = _merge(out[key], value, origin, source, path)
         else:
-            out[key] = copy.deepcopy(value)
+            out[key] = value  # `top` is a fresh parse of one file, used only here: no copy needed
             origin[path] = source
     return out
 

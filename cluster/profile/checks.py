@@ -5,7 +5,6 @@ Each check raises CheckError with one line naming the keys, their values and whe
 """
 from __future__ import annotations
 
-import copy
 import os
 from dataclasses import replace
 from typing import Mapping
@@ -19,7 +18,10 @@ def scale_topology(profile: Profile, nodes: int | None, gpus_per_node: int | Non
     """Apply `--nodes` / `--gpus-per-node` (colocated: the actor takes every GPU of the
     allocation and so does the rollout) and settle `wandb.enabled: auto`."""
     env = os.environ if env is None else env
-    data = copy.deepcopy(profile.data)
+    data = dict(profile.data)  # the sections changed below are copied; the rest is shared, unchanged
+    for section in ("slurm", "topology", "wandb"):
+        if isinstance(data.get(section), dict):
+            data[section] = dict(data[section])
     origin = dict(profile.origin)
     slurm, topo = data["slurm"], data["topology"]
     for value, what in ((nodes, "--nodes"), (gpus_per_node, "--gpus-per-node")):

@@ -123,6 +123,31 @@ def test_sbatch_failing_mid_chain_leaves_nothing_behind(local_slurm, tmp_path):
     assert not out.strip(), f"jobs still queued after the failed submission: {out}"
 
 
+@pytest.mark.parametrize("refused, accepted", [(["model"], ["data"]), (["data", "model"], [])])
+def test_sbatch_refusing_a_stage_submitted_beside_another_cancels_that_one(local_slurm, tmp_path, refused, accepted):
+    # data and model wait for nothing, so they go to sbatch at the same time: a refusal of one
+    # must still cancel the other, and the error names the first refused stage in chain order
+    sets = standin_sets(tmp_path) + ["slurm.extra.hold=true"] + [f"stages.{n}.slurm.partition=no-such-partition"
+                                                                   for n in refused]
+    proc = submit(tmp_path, sets=sets)
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: sbatch rejected stage {refused[0]}:"), proc.stderr
+    assert "invalid partition" in lines[0].lower()
+    record = json.loads(next((tmp_path / "logs").glob("*/chain.json")).read_text())
+    assert [s["name"] for s in record["stages"] if s["job_id"]] == accepted and record["submit_failed"]
+    ids = [s["job_id"] for s in record["stages"] if s["job_id"]]
+    assert ("Cancelled what was already submitted: data (" in lines[0]) == bool(accepted)
+    deadline = time.monotonic() + 30
+    out = ""
+    while ids and time.monotonic() < deadline:
+        out = subprocess.run(["squeue", "-h", "-j", ",".join(ids)], capture_output=True, text=True).stdout
+        if not out.strip():
+            break
+        time.sleep(0.3)
+    assert not out.strip(), f"jobs still queued after the failed submission: {out}"
+
+
 @pytest.mark.parametrize("key, value, fragment", [
     ("slurm.partition", "no-such-partition", "invalid partition"),
     ("slurm.account", "no-such-account", "account"),

@@ -90,6 +90,13 @@ CASES: dict[str, tuple[bytes | str | None, list[str], list[str]]] = {
     "yaml-timestamp-tag": (S + "slurm:\n  partition: !!timestamp 2024-01-01\n", [], ["timestamp is not allowed"]),
     "yaml-huge-int": (S + "slurm:\n  nodes: 1" + "0" * 5000 + "\n", [], ["not a whole number of at most 18 digits"]),
     "yaml-merge-key-plain": (S + "slurm:\n  <<: {nodes: 2}\n", [], ["unknown key slurm.<<"]),
+    # an explicit type tag on a value that is not of the type (PyYAML itself raised KeyError / IndexError)
+    "yaml-bool-tag-bad": (S + "slurm:\n  exclusive: !!bool maybe\n", [], [":3:14:", "'maybe' is not a valid bool"]),
+    "yaml-float-tag-bad": (S + "algorithm:\n  lr: !!float abc\n", [], ["'abc' is not a valid float"]),
+    "yaml-float-tag-empty": (S + "algorithm:\n  lr: !!float\n", [], ["'' is not a valid float"]),
+    "yaml-map-tag-on-scalar": (S + "slurm: !!map x\n", [], ["expected a mapping node, but found scalar"]),
+    "yaml-seq-tag-on-mapping": (S + "x: !!seq {a: 1}\n", [], ["expected a sequence node, but found mapping"]),
+    "set-bool-tag-bad": (None, ["--set", "slurm.exclusive=!!bool ~"], ["--set slurm.exclusive", "is not a valid bool"]),
     # --- values -----------------------------------------------------------------------------------
     "value-time-word": (S + "slurm:\n  time: forever\n", [], ["slurm.time = 'forever'", "Slurm time limit"]),
     "value-time-zero": (S + "slurm:\n  time: 0\n", [], ["slurm.time = 0", "zero"]),

@@ -216,3 +216,31 @@ def test_plan_and_data_stage_agree_on_completeness(tmp_path):
     assert check_jsonl(out)[0] is True and output_is_complete(out)[0] is True
     stats_path_for(out).unlink()
     assert check_jsonl(out)[0] is False and output_is_complete(out)[0] is False
+
+
+def _wave_names(waves):
+    return [[s.name for s in wave] for wave in waves]
+
+
+def test_submission_waves_put_stages_that_wait_for_nothing_pending_together(tmp_path):
+    from cluster.slurm import submission_waves
+
+    make_outputs(tmp_path, data=False, model=False, convert=False)
+    plan = plan_for(tmp_path)
+    # data and model wait for nothing: they go to sbatch at the same time; convert needs model's id,
+    # train needs data's and convert's
+    assert _wave_names(submission_waves(plan.stages)) == [["data", "model"], ["convert"], ["train"]]
+    # a sweep point: the shared stages' ids are known, so its own stages start at once
+    assert _wave_names(submission_waves([s for s in plan.stages if s.name == "train"], {"data": "1", "convert": "3"})) \
+        == [["train"]]
+
+
+def test_submission_waves_leave_out_skipped_stages(tmp_path):
+    from cluster.slurm import submission_waves
+
+    make_outputs(tmp_path, data=True, model=True, convert=False)
+    plan = plan_for(tmp_path)
+    assert [s.name for s in plan.stages if s.skip] == ["data", "model"]
+    assert _wave_names(submission_waves(plan.stages)) == [["convert"], ["train"]]
+    make_outputs(tmp_path / "all")
+    assert _wave_names(submission_waves(plan_for(tmp_path / "all").stages)) == [["train"]]
