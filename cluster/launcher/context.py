@@ -31,6 +31,7 @@ class Node:
     driver_follower: Any = None  # job.LogFollower of the driver log: pumped once more at teardown
     run_failed: bool = False  # a worker whose node 0 reported a failure (keeps its Ray log tails)
     head_gone: bool = False  # a worker that lost node 0 (it then removes the token itself)
+    claim: Any = None  # claims.Claim: this launcher's record of its port band and temp dir
 
     @property
     def what(self) -> str:

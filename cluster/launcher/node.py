@@ -32,7 +32,7 @@ from cluster.launcher.rendezvous import (
     Heartbeat, HeartbeatWatch, NodeLog, RendezvousPaths, read_json, write_json_atomic,
 )
 
-from cluster.launcher import quarantine
+from cluster.launcher import claims, quarantine
 from cluster.launcher.context import Node
 from cluster.launcher.network import (
     choose_address, describe_addresses, interface_of, local_ipv4_addresses, render_network_env,
@@ -130,10 +130,19 @@ def _teardown(node: Node, ok: bool) -> None:
                           else f"no Ray session logs in {node.temp_dir}")
         except OSError as err:
             node.log.mark(f"copying Ray's session logs to {dest} failed ({err}); keeping {node.temp_dir}")
+            _release_claim(node)
             return _remove_token(node)
     if node.temp_claimed:
         shutil.rmtree(node.temp_dir, ignore_errors=True)
+    _release_claim(node)
     _remove_token(node)
+
+
+def _release_claim(node: Node) -> None:
+    """The port band is free again (also when the temp dir is kept: the record would get it removed)."""
+    if node.claim is not None:
+        node.claim.release()
+        node.claim = None
 
 
 def _remove_token(node: Node) -> None:
@@ -319,21 +328,24 @@ def pick_ports(node: Node) -> RayPorts:
             f"{r.port_base} outside the ephemeral range {ephemeral[0]}-{ephemeral[1]} (ip_local_port_range)"
             + (f" and the reserved ports {reserved}" if reserved else "")
             + f". Set ray.port_base below {ephemeral[0] - block} (or lower ray.num_cpus)")
-    taken = []
-    for i in render_band_order(int(ident.job_id), ident.restart, len(starts)):
-        ports = render_ports_at(starts[i], block, i)
-        busy = _busy_ports(ports)
-        if not busy:
-            if taken:
-                node.log.mark(f"port bands {taken} busy on {ident.host}; using band {i}")
-            write_json_atomic(node.paths.log_dir / f"ports-node-{ident.node_id}-{ident.host}.json", {
-                "host": ident.host, "band": i, "block": block, "cpus": cpus,
-                "ephemeral_range": list(ephemeral), "reserved_ports": [list(x) for x in reserved],
-                "ports": {k: v for k, v in asdict(ports).items() if k != "slot"}, "time": time.time()})
-            return ports
-        taken.append(i)
-    raise RayStartError(f"{node.what}: no free block of {block} Ray ports on {ident.host} above "
-                        f"{r.port_base}; every one of the {len(starts)} bands has a listener")
+    order = render_band_order(int(ident.job_id), ident.restart, len(starts))
+    bands = [render_ports_at(starts[i], block, i) for i in order]
+    choice = claims.claim_band(r.temp_root, ident.host, node.tag, [(b.gcs, b.max_worker) for b in bands],
+                               lambda k: _busy_ports(bands[k]))
+    for line in filter(None, [choice.note, *choice.swept]):
+        node.log.mark(line)
+    if choice.index is None:
+        raise RayStartError(f"{node.what}: no free block of {block} Ray ports on {ident.host} above "
+                            f"{r.port_base}: every one of the {len(starts)} bands has a listener or is "
+                            f"held by another job's launcher ({'; '.join(choice.skipped[:3])})")
+    ports, node.claim = bands[choice.index], choice.claim
+    if choice.skipped:
+        node.log.mark(f"passed over on {ident.host}: {'; '.join(choice.skipped)}; using band {ports.slot}")
+    write_json_atomic(node.paths.log_dir / f"ports-node-{ident.node_id}-{ident.host}.json", {
+        "host": ident.host, "band": ports.slot, "block": block, "cpus": cpus,
+        "ephemeral_range": list(ephemeral), "reserved_ports": [list(x) for x in reserved],
+        "ports": {k: v for k, v in asdict(ports).items() if k != "slot"}, "time": time.time()})
+    return ports
 
 
 def check_gpus_here(node: Node) -> int:
@@ -362,6 +374,8 @@ def claim_temp_dir(node: Node) -> None:
             raise ConfigError(f"cannot create Ray temp dir {node.temp_dir + suffix}: "
                                     f"{err.strerror}. Set ray.temp_root") from None
         node.temp_dir, node.temp_claimed = node.temp_dir + suffix, True
+        if node.claim is not None:  # so the dir is removed even if this launcher is SIGKILLed
+            node.claim.note_temp_dir(node.temp_dir)
         return
     raise RayStartError(f"{node.what}: {node.temp_dir} and 9 suffixed variants exist on "
                         f"{node.ident.host}; remove the stale ones")

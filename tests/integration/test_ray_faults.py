@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from cluster.launcher import claims
 from tests.integration.conftest import LocalSlurm
 from tests.integration.test_ray_launch import RayRun, make_spec, submit
 
@@ -89,6 +91,16 @@ def test_worker_killed_during_job(local_slurm: LocalSlurm, tmp_path: Path) -> No
     assert "Ray node on n2 is DEAD" in done["message"] and "node-1-n2.log" in done["message"], done
     print(f"worker death -> job ended in {time.monotonic() - killed_at:.1f} s")
     run.assert_no_ray_left()
+    # The SIGKILLed launcher could not remove its Ray temp dir; the next launcher on n2 does, from
+    # the owner record the dead one left (cluster/launcher/claims.py), and takes its port band.
+    killed_log = (run.log_dir / "node-1-n2.log").read_text()
+    temp_dir = Path(re.search(r"ray start on .* temp (\S+)\)", killed_log).group(1))
+    records = list(Path("/tmp", claims.CLAIMS_DIR).glob(f"n2.{run.job_id}-1-0.*.json"))
+    assert temp_dir.is_dir() and len(records) == 1, killed_log
+    after = submit(local_slurm, make_spec(tmp_path / "after", 1, 4), nodelist="n2", name="after-kill")
+    state, done = after.finish()
+    assert (state, done["exit_code"]) == ("COMPLETED", 0), after.tails()
+    assert not temp_dir.exists() and not records[0].exists()
 
 
 def test_head_killed_during_job(local_slurm: LocalSlurm, tmp_path: Path) -> None:

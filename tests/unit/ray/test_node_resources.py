@@ -1,6 +1,8 @@
 """CPUs from the allocation, port bands from the kernel, restart cap, open files, Ray log tails."""
 from __future__ import annotations
 
+import json
+import os
 import resource
 import time
 from pathlib import Path
@@ -59,14 +61,30 @@ def test_bands_avoid_ephemeral_and_reserved_ports() -> None:
 def test_no_band_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(node_mod, "read_kernel_ports", lambda: ((1024, 65535), []))
     with pytest.raises(node_mod.RayStartError, match="outside the ephemeral range 1024-65535"):
-        node_mod.pick_ports(make_node(tmp_path, ray=RaySpec(num_cpus=4)))
+        node_mod.pick_ports(make_node(tmp_path, ray=RaySpec(num_cpus=4, temp_root=str(tmp_path))))
 
 
 def test_port_map_written(tmp_path: Path) -> None:
-    n = make_node(tmp_path, ray=RaySpec(num_cpus=4))
+    n = make_node(tmp_path, ray=RaySpec(num_cpus=4, temp_root=str(tmp_path)))
     ports = node_mod.pick_ports(n)
     written = (n.paths.log_dir / "ports-node-0-n1.json").read_text()
     assert f'"gcs": {ports.gcs}' in written and "ephemeral_range" in written
+    node_mod._release_claim(n)
+
+
+def test_a_band_another_launcher_holds_is_passed_over_and_ours_released(tmp_path: Path) -> None:
+    first = make_node(tmp_path, ray=RaySpec(num_cpus=4, temp_root=str(tmp_path)))
+    held = node_mod.pick_ports(first)  # this process holds it: the record's owner is alive
+    second = make_node(tmp_path, ray=RaySpec(num_cpus=4, temp_root=str(tmp_path)))
+    second.tag = "8-0-0"
+    ports = node_mod.pick_ports(second)  # the same job id, so the same first choice of band
+    assert ports.slot != held.slot and ports.gcs != held.gcs
+    assert f"held by 7-0-0 (pid {os.getpid()})" in second.log.path.read_text()
+    for n, band in ((first, held), (second, ports)):
+        path = n.claim.path
+        assert json.loads(path.read_text())["lo"] == band.gcs
+        node_mod._release_claim(n)
+        assert not path.exists() and n.claim is None
 
 
 def test_restart_beyond_the_cap_is_refused(tmp_path: Path) -> None:
