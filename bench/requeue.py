@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.test_requeue import records, submit_train  # noqa: E402  (the same job the tests run)
+from _requeue_setup import records, saved, submit_train  # noqa: E402  (the same job tests/integration/test_requeue.py runs)
 from verdict import verdict  # noqa: E402  (bench/ is on sys.path when a bench runs as a script)
 
 
@@ -68,7 +68,7 @@ def main() -> int:
             started = job_start(job, QUEUE_DEADLINE_S)
             first = wait(lambda: records(work)[:1], "the entrypoint's first start")[0]
             bringup = first["time"] - started
-            wait(lambda: (work / "Qwen3-8B_slime" / "latest_checkpointed_iteration.txt").exists(), "a checkpoint")
+            wait(lambda: saved(work) >= 1, "a checkpoint")
             signalled = time.time()
             subprocess.run(["scancel", "--signal=USR2", job], check=True)
             second = wait(lambda: records(work)[1:2], "the entrypoint to run again after the requeue")[0]

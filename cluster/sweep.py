@@ -13,7 +13,9 @@ its own checkpoints and nobody else's), its own chain id and record (requeue, re
 run id are per chain), and its own row in `cluster.status <sweep>`.
 
 On disk: `<log_dir>/<sweep-id>/sweep.json` (the points and their chains) next to the shared
-stages' `chain.json`; each point's chain is `<log_dir>/<sweep-id>-p<i>/` like any other chain.
+stages' `chain.json`, and `eval-base/`, where the points' eval stages keep the starting model's
+score so that it is scored once for the whole sweep (cluster/launcher/evaluate.py --base-scores);
+each point's chain is `<log_dir>/<sweep-id>-p<i>/` like any other chain.
 The end of this module reads those files back for `cluster.status`: one row per point, the latest
 rollout metrics of each train job (its driver log's tail, parsed as cluster.metrics does) and the
 eval stage's scores.
@@ -32,7 +34,7 @@ from cluster.errors import ConfigError, SlurmError
 from cluster.plan import Plan, StagePlan, new_chain_id
 from cluster.profile import Profile, parse_yaml, read_profile_text
 from cluster.metrics import parse_line
-from cluster.stages.eval import eval_scores, read_eval, render_scores
+from cluster.stages.eval import eval_scores, read_eval, render_scores, with_shared_base_scores
 
 MAX_POINTS = 32  # a sweep is a handful of runs, each a multi-GPU job; more is almost surely a typo
 SWEEP_FILE = "sweep.json"
@@ -197,6 +199,17 @@ def _where(spec: PointSpec, err: Exception) -> str:
     return text
 
 
+def _share_base_scores(plan: Plan, sweep_dir: str) -> Plan:
+    """Every point's eval scores the same starting model with the same settings: they share its
+    score through the sweep dir instead of each scoring it again."""
+    def share(stage: StagePlan) -> StagePlan:
+        if stage.name != "eval":
+            return stage
+        return replace(stage, argv=tuple(with_shared_base_scores(stage.argv, sweep_dir)),
+                       step=tuple(with_shared_base_scores(stage.step, sweep_dir)))
+    return replace(plan, stages=tuple(share(s) for s in plan.stages))
+
+
 def build_sweep(points: list[PointSpec], base: Profile, build_point: BuildPoint, stages: tuple[str, ...]) -> SweepPlan:
     """Check every point (profile, checks, plan) and split the plans into the shared stages and
     each point's own; ConfigError naming the point on the first problem."""
@@ -239,6 +252,7 @@ def build_sweep(points: list[PointSpec], base: Profile, build_point: BuildPoint,
         raise ConfigError(f"{base.where('wandb.wandb-run-id')}: every sweep point would log to the same W&B run "
                           "(wandb.wandb-run-id is pinned); each point needs its own: remove the pin for a sweep.")
     sweep_dir = str(Path(first_plan.chain_dir).parent / sweep_id)
+    built = [replace(p, plan=_share_base_scores(p.plan, sweep_dir)) for p in built]
     shared_stages = tuple(replace(s, slurm={**s.slurm, "comment": f"holdem-chain={sweep_id}"}) for s in shared)
     shared_plan = replace(first_plan, chain_id=sweep_id, chain_dir=sweep_dir, stages=shared_stages,
                           warnings=tuple(w for w in first_plan.warnings if "requeue" not in w))

@@ -14,12 +14,21 @@ newest complete checkpoint of the run against the model it started from.
 4. write `<save>/eval.json` atomically: both models' scores (the paper's exact-match, strict,
    action accuracy, protocol errors, mean reward) and the deltas.
 
+With `--base-scores DIR` (a sweep gives every point's eval the same dir, under the sweep's shared
+chain dir) the starting model is scored once for all of them: its score is kept in
+`DIR/base-<hash>.json`, keyed by the base model (path and its files' names, sizes, mtimes) and
+every setting that changes the score (data, split, mode, limit, server command). An eval that
+finds a matching file there takes the base score from it; one that does not scores the base model
+and writes the file atomically (a temporary file renamed into place, so a reader sees the whole
+file or none). Two evals missing it at the same time both score it, which only costs time.
+
 Exit codes: 0 ok (or already scored), 1 a step failed, 2 bad arguments. Stdlib only: it runs
 holdem.eval and the server as processes and never imports them.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shlex
@@ -202,6 +211,65 @@ def score(url: str, model: str, which: str, args: argparse.Namespace, env: dict[
             **{m: summary["overall"].get(m) for m in METRICS}}
 
 
+# --- the base model's score, shared by the points of a sweep -------------------------------------
+
+def base_score_key(args: argparse.Namespace) -> dict:
+    """What the base model's score depends on: the model (its path, and the names, sizes and mtimes
+    of its files, so a model replaced at the same path is scored again) and the eval settings."""
+    model = Path(args.base_model)
+    try:
+        files = sorted([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in model.iterdir() if p.is_file())
+    except OSError:
+        files = []
+    return {"base_model": args.base_model, "model_files": files, "data": args.data, "split": args.split,
+            "mode": args.mode, "limit": args.limit, "server": args.server}
+
+
+def base_score_path(cache_dir: str | Path, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"base-{digest}.json"
+
+
+def read_base_score(cache_dir: str | Path, key: dict) -> dict | None:
+    """The base score another eval stored under this key, or None (no file, unreadable, another key,
+    not a score): then this eval scores the base model itself."""
+    try:
+        data = json.loads(base_score_path(cache_dir, key).read_text())
+    except (OSError, ValueError):
+        return None
+    base = data.get("base") if isinstance(data, dict) and data.get("key") == key else None
+    return base if isinstance(base, dict) and all(m in base for m in METRICS) else None
+
+
+def write_base_score(cache_dir: str | Path, key: dict, base: dict, job_id: str | None) -> Path:
+    """Store the base score for the other evals (atomically: written aside, renamed into place)."""
+    return write_json_atomic(base_score_path(cache_dir, key),
+                             {"key": key, "base": base, "slurm_job_id": job_id, "written_at": time.time()})
+
+
+def base_result(args: argparse.Namespace, ident: Ident, env: dict[str, str], log_dir: Path,
+                out_dir: Path) -> tuple[dict, dict | None]:
+    """(the base model's score, how it was shared or None): taken from `--base-scores` when a
+    matching score is there, else scored here (and stored there for the next eval)."""
+    if not args.base_scores:
+        with served(args.base_model, "base", args, ident, env, log_dir) as url:
+            return score(url, args.base_model, "base", args, env, out_dir), None
+    key = base_score_key(args)
+    path = base_score_path(args.base_scores, key)
+    cached = read_base_score(args.base_scores, key)
+    if cached is not None:
+        say(f"base model: reusing its score from {path} (same model and eval settings)")
+        return cached, {"file": str(path), "reused": True}
+    with served(args.base_model, "base", args, ident, env, log_dir) as url:
+        result = score(url, args.base_model, "base", args, env, out_dir)
+    try:
+        write_base_score(args.base_scores, key, result, env.get("SLURM_JOB_ID"))
+        say(f"base model: stored its score in {path} for the other evals")
+    except OSError as err:  # sharing is an optimisation: this eval's own result stands
+        say(f"base model: could not store its score in {path} ({err}); the other evals will score it again")
+    return result, {"file": str(path), "reused": False}
+
+
 def evaluate(args: argparse.Namespace, env: dict[str, str]) -> int:
     ident = Ident.from_env(env)
     save = Path(args.save)
@@ -225,14 +293,15 @@ def evaluate(args: argparse.Namespace, env: dict[str, str]) -> int:
     t0 = time.monotonic()
     hf = export_checkpoint(ckpt, save, args.export, env, log_dir)
     results = {}
-    for which, model in (("trained", str(hf)), ("base", args.base_model)):
-        with served(model, which, args, ident, env, log_dir) as url:
-            results[which] = score(url, model, which, args, env, out_dir)
+    with served(str(hf), "trained", args, ident, env, log_dir) as url:
+        results["trained"] = score(url, str(hf), "trained", args, env, out_dir)
+    results["base"], shared = base_result(args, ident, env, log_dir, out_dir)  # after: another eval may have stored it
     delta = {m: results["trained"][m] - results["base"][m] for m in METRICS
              if isinstance(results["trained"][m], (int, float)) and isinstance(results["base"][m], (int, float))}
     record = {"checkpoint": str(ckpt), "iteration": ckpt.name, "hf_export": str(hf), "data": args.data,
               "split": args.split, "mode": args.mode, "limit": args.limit, "rows": results["trained"]["rows"],
               "trained": results["trained"], "base": results["base"], "delta": delta,
+              **({"base_shared": shared} if shared else {}),
               "slurm_job_id": env.get("SLURM_JOB_ID"), "seconds": round(time.monotonic() - t0, 1),
               "finished_at": time.time()}
     write_json_atomic(target, record)
@@ -257,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port-base", type=int, default=15000)
     p.add_argument("--tmp-root", default="/tmp")
     p.add_argument("--log-dir", default=None, help="where the export and server logs go (<log-dir>/<job id>/)")
+    p.add_argument("--base-scores", default=None,
+                   help="a dir shared with other evals of the same base model (a sweep's): score it once for all")
     return p
 
 

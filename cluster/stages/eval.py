@@ -11,13 +11,15 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from cluster.errors import ConfigError
 from cluster.outputs import newest_complete_checkpoint
 from cluster.profile import Profile
+from cluster.stages.env import offline_env
 
 EVAL_FILE = "eval.json"
+BASE_SCORES_DIR = "eval-base"  # under a sweep's shared chain dir: the starting model's score, for every point
 MODES = ("tools", "plain")
 # Placeholders the evaluator fills in on the node (never profile references: they have no dot).
 EXPORT_FIELDS = ("{checkpoint}", "{output}")
@@ -108,10 +110,19 @@ def render_eval_argv(profile: Profile, chain_dir: str) -> list[str]:
     return argv
 
 
+def with_shared_base_scores(argv: Sequence[str], shared_dir: str) -> list[str]:
+    """The eval step of one sweep point: every point's evaluator keeps and finds the starting model's
+    score in `<shared_dir>/eval-base/` (the sweep's shared chain dir), so it is scored once, not once
+    per point (cluster/launcher/evaluate.py, --base-scores)."""
+    return [*argv, "--base-scores", f"{shared_dir}/{BASE_SCORES_DIR}"]
+
+
 def eval_env(profile: Profile, project_root: Path) -> dict[str, str]:
-    """The export tool imports slime and Megatron; the evaluator and holdem.eval are this project."""
+    """The export tool imports slime and Megatron; the evaluator and holdem.eval are this project.
+    On offline compute nodes (slurm.compute_offline) HF_HUB_OFFLINE=1, as for convert and train: the
+    export, the server and the scorer load the local checkpoints instead of timing out on the hub."""
     parts = [profile.get("paths.megatron_dir"), profile.get("paths.slime_dir"), str(project_root)]
-    return {"PYTHONPATH": ":".join(dict.fromkeys(p for p in parts if p))}
+    return {"PYTHONPATH": ":".join(dict.fromkeys(p for p in parts if p)), **offline_env(profile)}
 
 
 def eval_scores(record: dict[str, Any] | None) -> dict[str, Any] | None:

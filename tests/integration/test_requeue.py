@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.outputs import jsonl_stats, stats_path_for
+from bench._requeue_setup import records, saved  # the job bench/requeue.py times too
+from bench._requeue_setup import submit_train as submit_train_job
 from tests.integration.test_chain import cli, wait_chain_final
 from tests.waiting import wait_for as wait_until
 
@@ -26,9 +27,6 @@ pytestmark = pytest.mark.integration
 # A bound on one wait for a condition (a requeued run ~30 s of Slurm's own delay plus a Ray
 # bring-up): generous, because a busy machine is slow, not wrong.
 WAIT_S = 300
-TIGHT_RAY = {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_period_ms": "500",
-             "RAY_health_check_timeout_ms": "1000", "RAY_health_check_failure_threshold": "3",
-             "RAY_gcs_rpc_server_reconnect_timeout_s": "5"}
 
 
 _SUBMITTED: list[str] = []  # train jobs of the running test, cancelled when it ends
@@ -44,52 +42,12 @@ def _cancel_leftover_jobs():
         _SUBMITTED.clear()
 
 
-def prepare_inputs(root: Path) -> None:
-    for d in ("slime", "Megatron-LM"):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "pokerbench").mkdir(exist_ok=True)
-    data = root / "pokerbench" / "train.jsonl"
-    data.write_text('{"instruction": "x", "output": "fold"}\n')
-    stats_path_for(data).write_text(json.dumps(jsonl_stats(data)))  # what a finished data stage leaves
-    (root / "Qwen3-8B").mkdir(exist_ok=True)
-    (root / "Qwen3-8B" / "config.json").write_text("{}")
-    (root / "Qwen3-8B" / "model.safetensors").write_bytes(b"w")
-    (root / "Qwen3-8B_torch_dist" / "release").mkdir(parents=True, exist_ok=True)
-    (root / "Qwen3-8B_torch_dist" / "release" / "common.pt").write_bytes(b"x")
-    (root / "Qwen3-8B_torch_dist" / "release" / "metadata.json").write_text(  # last: the dir is complete
-        '{"sharded_backend": "torch_dist", "sharded_backend_version": 1, "common_backend": "torch", "common_backend_version": 1}')
-    (root / "Qwen3-8B_torch_dist" / "latest_checkpointed_iteration.txt").write_text("release")
-
-
 def submit_train(tmp_path: Path, iterations: int = 6, interval_s: float = 1.0, extra_sets: tuple[str, ...] = (),
                  hold: Path | None = None) -> dict:
-    prepare_inputs(tmp_path)
-    entry = ["{python}", "-m", "tests.standins.ckpt_trainer", "--record", str(tmp_path / "record.jsonl"),
-             "--iterations", str(iterations), "--interval-s", str(interval_s)]
-    if hold:
-        entry += ["--hold-while", str(hold)]
-    sets = [f"paths.root={tmp_path}", "slurm.exclusive=false", "slurm.time=00:10:00", "slurm.max_restarts=3",
-            f"stages.train.entrypoint={json.dumps(entry)}", f"stages.train.working_dir={Path(__file__).resolve().parents[2]}",
-            "stages.train.preflight=false", "ray.object_store_memory=100000000", "ray.ready_timeout_s=120",
-            f"ray.health_check={json.dumps(TIGHT_RAY)}", *extra_sets]
-    args = ["--profile", "smoke", "--nodes", "2", "--stages", "train", "--json"]
-    for item in sets:
-        args += ["--set", item]
-    proc = cli("cluster.submit", *args, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    chain = json.loads(proc.stdout)
+    """bench/_requeue_setup.py's job, its ids noted for _cancel_leftover_jobs."""
+    chain = submit_train_job(tmp_path, iterations, interval_s, extra_sets, hold)
     _SUBMITTED.extend(s["job_id"] for s in chain["stages"] if s["job_id"])
     return chain
-
-
-def records(tmp_path: Path) -> list[dict]:
-    path = tmp_path / "record.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def saved(tmp_path: Path) -> int:
-    tracker = tmp_path / "Qwen3-8B_slime" / "latest_checkpointed_iteration.txt"
-    return int(tracker.read_text()) if tracker.exists() else 0
 
 
 def wait_for(cond, what: str, chain: dict, tmp_path: Path, deadline_s: float = WAIT_S) -> None:

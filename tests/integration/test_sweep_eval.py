@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from cluster.launcher.evaluate import METRICS
 from cluster.outputs import TRACKER
 from tests.integration.conftest import LocalSlurm, log_tails
 from tests.integration.test_demo import py
@@ -111,6 +112,31 @@ def test_each_point_trains_into_its_own_save_dir_and_is_scored(sweep: Sweep) -> 
         assert point["latest"] == {"rollout": 1, "reward": pytest.approx(point["latest"]["reward"])}
         logs = py("-m", "cluster.logs", point["chain_id"], "--log-dir", str(sweep.work / "logs"), "--stage", "eval").stdout
         assert "stopped in" in logs and "healthy at http://127.0.0.1:" in logs, logs[-3000:]
+
+
+
+def test_the_points_share_one_score_of_the_starting_model(sweep: Sweep) -> None:
+    """Both points' evals score the same starting model with the same settings: the first to get
+    there stores its score under the sweep's shared dir, a later one reuses it (two evals running
+    at the same time may both score it: which happened depends on the scheduling, so either is
+    accepted; tests/unit/cluster/test_eval_base_scores.py checks the reuse itself)."""
+    records = [json.loads((Path(p["save"]) / "eval.json").read_text()) for p in sweep.points]
+    shared = {r["base_shared"]["file"] for r in records}
+    assert len(shared) == 1, records
+    path = Path(shared.pop())
+    assert path.parent == sweep.work / "logs" / sweep.submitted["sweep_id"] / "eval-base", path
+    stored = json.loads(path.read_text())
+    assert stored["key"]["base_model"] == str(sweep.work / "Qwen3-8B") and stored["key"]["limit"] == 24
+    assert not all(r["base_shared"]["reused"] for r in records)  # someone scored it
+    for record in records:
+        assert {m: record["base"][m] for m in METRICS} == {m: stored["base"][m] for m in METRICS}
+    reused = [p["index"] for p, r in zip(sweep.points, records) if r["base_shared"]["reused"]]
+    print(f"points that reused the stored base score: {reused}")
+    for point, record in zip(sweep.points, records):
+        logs = py("-m", "cluster.logs", point["chain_id"], "--log-dir", str(sweep.work / "logs"), "--stage", "eval").stdout
+        said = "reusing its score from" if record["base_shared"]["reused"] else "stored its score in"
+        assert f"base model: {said} {path}" in logs, logs[-3000:]
+        assert ("server (base)" in logs) != record["base_shared"]["reused"], logs[-3000:]  # served only when scored
 
 
 def test_status_of_the_sweep_has_one_row_per_point(sweep: Sweep) -> None:

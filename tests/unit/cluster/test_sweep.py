@@ -82,6 +82,8 @@ def test_dry_run_shows_the_shared_stages_once_and_every_point(tmp_path):
         assert stages["train"]["slurm"]["dependency"] == "afterok:${data_id}:${model_id}:${convert_id}"
         assert stages["eval"]["slurm"]["dependency"].startswith("afterok:${train_id}")
         assert stages["eval"]["output"] == point["save"] + "/eval.json"
+        for words in (stages["eval"]["argv"], stages["eval"]["step"]):  # one base-model score for all points
+            assert words[-2:] == ["--base-scores", plan["chain_dir"] + "/eval-base"], words
         assert stages["train"]["launch"]["chain_dir"] == point["chain_dir"]  # own chain: own launch.json, requeue
         saves.add(point["save"])
         chains.add(point["chain_id"])
@@ -133,6 +135,7 @@ def test_eval_stage_is_on_in_full_and_off_in_smoke_and_demo_unless_selected():
     assert "convert_torch_dist_to_hf.py" in step[step.index("--export") + 1]
     assert "sglang.launch_server" in step[step.index("--server") + 1]
     assert "{checkpoint}" in step[step.index("--export") + 1] and "{port}" in step[step.index("--server") + 1]
+    assert "--base-scores" not in step  # a single chain has no other point to share the base score with
 
 
 def test_eval_alone_needs_a_checkpoint_to_score(tmp_path):

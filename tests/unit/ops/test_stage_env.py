@@ -75,6 +75,24 @@ def test_offline_compute_nodes_get_hf_hub_offline(fresh):
     assert not any("partition" in w for w in plan.warnings)
 
 
+def test_offline_compute_nodes_give_the_eval_stage_hf_hub_offline_too(ready):
+    """eval runs on a compute node like train (export, SGLang, scorer): the same switch, from the
+    same key; online nodes leave it out so the evaluator may still fetch from the hub."""
+    offline = make_plan(ready, "slurm.compute_offline=true", "wandb.enabled=false", stages=("train", "eval"))
+    assert offline.stage("eval").env["HF_HUB_OFFLINE"] == "1"
+    assert offline.stage("eval").env["HF_HUB_OFFLINE"] == offline.stage("train").launch.env_vars["HF_HUB_OFFLINE"]
+    assert "PYTHONPATH" in offline.stage("eval").env
+    assert "HF_HUB_OFFLINE" not in make_plan(ready, stages=("train", "eval")).stage("eval").env
+    script = render_sbatch_script(offline.stage("eval"), offline)
+    assert "HF_HUB_OFFLINE=1" in script, script  # what the job on the node really exports
+    # the evaluator reads its rows from the hub by default: offline, only a cached copy works
+    assert any(w.startswith("stage eval reads RZ412/PokerBench from the Hugging Face hub but slurm.compute_offline")
+               for w in offline.warnings), offline.warnings
+    local = make_plan(ready, "slurm.compute_offline=true", "wandb.enabled=false", f"stages.eval.source={ready.root}/x.jsonl",
+                      stages=("train", "eval"))
+    assert not any(w.startswith("stage eval") for w in local.warnings)
+
+
 def test_model_stage_is_hf_download_of_the_seed_model_at_a_revision(fresh):
     model = make_plan(fresh, stages=("model",)).stage("model")
     assert model.argv == ("hf", "download", "Stardust00/poker-qwen3-8b-merged", "--revision", "main",
