@@ -47,7 +47,7 @@ OUR_KEYS: dict[str, str] = {
     # a node the launcher blames (lost mid-run, failed GPU check) is left out of requeues, this many in all
     "slurm.max_excluded_nodes": "int0",
     "slurm.signal_grace_s": "int+",
-    # true: the compute nodes (convert, train) have no internet: HF_HUB_OFFLINE=1, W&B must be offline
+    # true: the compute nodes (convert, train, eval) have no internet: HF_HUB_OFFLINE=1, W&B must be offline
     "slurm.compute_offline": "bool",
     "ray.object_store_memory": "int+",
     "ray.num_cpus": "int+?",

@@ -93,6 +93,12 @@ def download_partition_notes(profile: Any, running: set[str]) -> list[str]:
     source = str(profile.get("stages.data.source") or "")
     if source and not source.startswith(("/", "./", "../")):
         needs["data"] = f"downloads {source} from the Hugging Face hub"
-    return [f"stage {name} {what} but slurm.compute_offline is true and stages.{name}.slurm.partition is not set: "
-            f"name a partition whose nodes reach the internet"
-            for name, what in needs.items() if name in running and not profile.get(f"stages.{name}.slurm.partition")]
+    notes = [f"stage {name} {what} but slurm.compute_offline is true and stages.{name}.slurm.partition is not set: "
+             f"name a partition whose nodes reach the internet"
+             for name, what in needs.items() if name in running and not profile.get(f"stages.{name}.slurm.partition")]
+    eval_source = str(profile.get("stages.eval.source") or "")
+    if "eval" in running and eval_source and not eval_source.startswith(("/", "./", "../")):
+        notes.append(f"stage eval reads {eval_source} from the Hugging Face hub but slurm.compute_offline is true "
+                     "(its GPU nodes get HF_HUB_OFFLINE=1): it works only if the dataset is already in their Hugging "
+                     "Face cache; otherwise set stages.eval.source to a local copy")
+    return notes
