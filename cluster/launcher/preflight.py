@@ -55,9 +55,12 @@ TE_FIX = (f"{TE_INSTALL}. The other --transformer-impl, local, is no way out for
           "loader knows only Transformer Engine's parameter names")
 # Distribution versions read with importlib.metadata in the stage's environment (ray: for the version hook).
 DISTS = ("numpy", "ray")
-# The Ray releases the launcher is tested with (pyproject.toml's range): 2.52 is the first with
-# token auth and workers honouring their own --temp-dir; 2.60 the newest tested.
-RAY_TESTED = ((2, 52), (2, 60))
+# The Ray releases the launcher is tested with (pyproject.toml's range): 2.55 is the first whose
+# workers honour their own `ray start --temp-dir` (2.52-2.54 have token auth, but their workers
+# ignore the flag and use the head's path: nodes sharing /tmp collide, and the launcher cannot
+# remove a worker's temp dir); 2.60 the newest tested.
+RAY_TESTED = ((2, 55), (2, 60))
+RAY_TOKEN_AUTH = (2, 52)
 DEFAULT_MIN_FREE_GB = 100.0  # one Qwen3-8B Megatron checkpoint with optimizer state is ~100 GB
 NVIDIA_SMI = ["nvidia-smi", "--query-gpu=index,uuid,name,compute_cap", "--format=csv,noheader"]
 
@@ -212,15 +215,16 @@ def check_ray_version(spec: DoctorSpec, probe: Probe) -> list[Finding]:
     version = probe.version_of("ray")
     if version is None:
         return []  # check_packages reports a missing ray
-    (lo, hi), fix = RAY_TESTED, "pip install 'ray[default]>=2.52,<2.61'"
+    (lo, hi), fix = RAY_TESTED, "pip install 'ray[default]>=2.55,<2.61'"
     try:
         have = tuple(int(x) for x in version.split(".")[:2])
     except ValueError:
         return [Finding("ray-version", False, f"ray {version}: cannot compare with the tested range", blocking=False)]
     tested = f"{lo[0]}.{lo[1]} to {hi[0]}.{hi[1]}"
     if have < lo:
-        return [Finding("ray-version", False, f"ray {version} is older than the tested range {tested}: it has no "
-                        f"token authentication and its workers ignore their own --temp-dir; {fix}")]
+        lacks = ("has no token authentication and its" if have < RAY_TOKEN_AUTH else "has token authentication, but its")
+        return [Finding("ray-version", False, f"ray {version} is older than the tested range {tested}: it {lacks} "
+                        f"workers ignore their own --temp-dir (they take the head's); {fix}")]
     if have > hi:
         return [Finding("ray-version", False, f"ray {version} is newer than the tested range {tested}; it may work "
                         f"(the launcher sets RAY_AUTH_MODE explicitly) but is untested: {fix} to be safe",

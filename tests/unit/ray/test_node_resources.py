@@ -139,14 +139,19 @@ def test_status_reads_final_state_and_points_at_tails(tmp_path: Path) -> None:
     assert "train run 1: restart-limit: restart 1 exceeds" in table and "Ray's own log tails" in table
 
 
-@pytest.mark.parametrize("version,ok,blocking", [("2.60.0", True, True), ("2.52.1", True, True),
-                                                 ("2.40.0", False, True), ("2.61.0", False, False)])
-def test_preflight_says_when_ray_is_outside_the_tested_range(version: str, ok: bool, blocking: bool) -> None:
+@pytest.mark.parametrize("version,ok,blocking,says", [
+    ("2.60.0", True, True, "tested range 2.55 to 2.60"), ("2.55.0", True, True, "tested range"),
+    # measured with Ray 2.52.0 on the local cluster: workers put their session under the head's temp dir
+    ("2.54.1", False, True, "has token authentication, but its workers ignore their own --temp-dir"),
+    ("2.52.1", False, True, "has token authentication, but its workers ignore"),
+    ("2.40.0", False, True, "has no token authentication"), ("2.61.0", False, False, "newer than the tested range")])
+def test_preflight_says_when_ray_is_outside_the_tested_range(version: str, ok: bool, blocking: bool, says: str) -> None:
     from cluster.launcher.preflight import DoctorSpec, Probe, check_ray_version
 
     spec = DoctorSpec(gpus_per_node=0, slime_dir=None, megatron_dir=None, inputs={}, save=None)
     [finding] = check_ray_version(spec, Probe(version_of=lambda _n: version))
     assert (finding.ok, finding.blocking) == (ok, blocking), finding.line()
+    assert says in finding.line(), finding.line()
     assert check_ray_version(spec, Probe(version_of=lambda _n: None)) == []
 
 
