@@ -82,7 +82,7 @@ class RayRun:
         assert done is not None, f"no done.json for job {self.job_id}{self.tails()}"
         return state, done
 
-    def assert_no_ray_left(self, timeout_s: float = 20) -> None:
+    def assert_no_ray_left(self, timeout_s: float = 60) -> None:
         self.wait_for(lambda: not self.ray_pids(), "every Ray process of the job to exit", timeout_s)
 
 
