@@ -17,7 +17,7 @@ from holdem.table import (
     LegalAction,
     PlayerAction,
     TableInfo,
-    derive_table,
+    table_fields,
 )
 
 RANK_WORDS = {
@@ -27,6 +27,9 @@ RANK_WORDS = {
 SUIT_WORDS = {"Heart": "h", "Spade": "s", "Club": "c", "Diamond": "d"}
 _RANK_NAMES = {v: k for k, v in RANK_WORDS.items()}
 _SUIT_NAMES = {v: k for k, v in SUIT_WORDS.items()}
+# Every spelling the card regex (`_CARD`) lets through -> its code: `parse_card` on those texts.
+_CARD_CODES = {f"{rank} {of} {suit}": r + s for rank, r in RANK_WORDS.items() for of in ("of", "Of")
+               for suit, s in SUIT_WORDS.items()}
 NO_ACTION = "there has been no action yet"
 
 HEADER = (
@@ -45,9 +48,11 @@ _POS = r"(?:UTG|HJ|CO|BTN|SB|BB)"
 _NUM = r"\d+(?:\.\d+)?"
 _HERO_RE = re.compile(rf"In this hand, your position is ({_POS}), and your holding is \[({_CARD}) and ({_CARD})\]\.\n")
 _PREFLOP_RE = re.compile(r"Before the flop, (.*?)\. Assume that all other players that is not mentioned folded\.\n")
-_FLOP_RE = re.compile(rf"The flop comes ({_CARD}), ({_CARD}), and ({_CARD}), then (.*?)\.\n")
-_TURN_RE = re.compile(rf"The turn comes ({_CARD}), then (.*?)\.\n")
-_RIVER_RE = re.compile(rf"The river comes ({_CARD}), then (.*?)\.\n")
+# `([^\n]*)\.\n`: what `(.*?)\.\n` matches (`.` stops at a newline, so both end at the line's end
+# and need a "." before it) without the lazy repeat's per-character retries.
+_FLOP_RE = re.compile(rf"The flop comes ({_CARD}), ({_CARD}), and ({_CARD}), then ([^\n]*)\.\n")
+_TURN_RE = re.compile(rf"The turn comes ({_CARD}), then ([^\n]*)\.\n")
+_RIVER_RE = re.compile(rf"The river comes ({_CARD}), then ([^\n]*)\.\n")
 _POT_RE = re.compile(rf"\nNow it is your turn to make a move\.\nTo remind you, the current pot size is ({_NUM}) chips, and your holding is \[({_CARD}) and ({_CARD})\]\.")
 _ENTRY_RE = re.compile(rf"({_POS}) (fold|check|call|all in|(?:bet|raise) ({_NUM})(?: chips)?)")
 # PokerBench's label grammar (POKERBENCH.md), `all in` included (it occurs in train rows). The one
@@ -87,7 +92,7 @@ def make_state(
     history: tuple[tuple[PlayerAction, ...], ...],
 ) -> GameState:
     """Build a state from its stated parts, deriving the table (used by the parser and rowgen)."""
-    table = derive_table(hero, history)
+    current_bet, hero_committed, hero_stack, to_call, legal_actions = table_fields(hero, history)
     return GameState(
         street=STREETS[len(history) - 1],
         hero_position=hero,
@@ -95,11 +100,11 @@ def make_state(
         board=board,
         pot=pot,
         history=history,
-        to_call=table.to_call,
-        hero_committed=table.hero_committed,
-        hero_stack=table.hero_stack,
-        current_bet=table.current_bet,
-        legal_actions=table.legal_actions,
+        to_call=to_call,
+        hero_committed=hero_committed,
+        hero_stack=hero_stack,
+        current_bet=current_bet,
+        legal_actions=legal_actions,
     )
 
 
@@ -110,33 +115,81 @@ def parse_instruction(text: str) -> GameState:
     return _parse_instruction(text)
 
 
-# Prompts repeat across the n samples of a GRPO group: cache parsed states by text.
-@lru_cache(maxsize=16384)
-def _parse_instruction(text: str) -> GameState:
-    hero_m = _search(_HERO_RE, text, "the hero line 'In this hand, your position is …'")
-    pre_m = _search(_PREFLOP_RE, text, "the preflop line 'Before the flop, … folded.'")
-    pot_m = _search(_POT_RE, text, "the pot line 'To remind you, the current pot size is N chips …'")
-    hole = (parse_card(hero_m.group(2)), parse_card(hero_m.group(3)))
-    history = [_parse_actions(pre_m.group(1), "preflop")]
+def parse_instruction_once(text: str) -> GameState:
+    """`parse_instruction` without its cache of whole prompts, for callers that see each prompt
+    about once (the data stage): there the cache would only cost (hashing each 1 KB text, evicting)
+    and hold 16,384 prompts per process. The same checks, errors and states."""
+    if not isinstance(text, str):
+        raise ValueError(f"instruction: expected a string, got {type(text).__name__}")
+    return _parse(text)
+
+
+def _parse(text: str) -> GameState:
+    hero_m = _HERO_RE.search(text)
+    if hero_m is None:
+        raise ValueError("instruction: could not find the hero line 'In this hand, your position is …'")
+    pre_m = _PREFLOP_RE.search(text)
+    if pre_m is None:
+        raise ValueError("instruction: could not find the preflop line 'Before the flop, … folded.'")
+    pot_m = _POT_RE.search(text)
+    if pot_m is None:
+        raise ValueError("instruction: could not find the pot line 'To remind you, the current pot size is N chips …'")
+    hero, card1, card2 = hero_m.group(1, 2, 3)
+    # The regexes only let through the 104 card spellings, so a dict lookup is `parse_card`.
+    hole = (_CARD_CODES[card1], _CARD_CODES[card2])
+    # The street lines are matched in place (pos/endpos) rather than on copies of the tail; their
+    # action texts are parsed afterwards, in street order, before the check of the text after them:
+    # the first error raised is the one the straightforward order raises.
+    texts = [pre_m.group(1)]
     board: list[str] = []
-    tail = text[pre_m.end() : pot_m.start()]
-    for name, regex, n_cards in (("flop", _FLOP_RE, 3), ("turn", _TURN_RE, 1), ("river", _RIVER_RE, 1)):
-        m = regex.match(tail)
-        if m is None:
-            break
-        board.extend(parse_card(m.group(i + 1)) for i in range(n_cards))
-        history.append(_parse_actions(m.group(n_cards + 1), name))
-        tail = tail[m.end() :]
-    if tail not in ("", "\n"):
-        raise ValueError(f"instruction: unexpected text after the street lines: {tail[:80]!r}")
-    return make_state(hero_m.group(1), hole, tuple(board), float(pot_m.group(1)), tuple(history))
+    pos, end = pre_m.end(), pot_m.start()
+    if end < pos:
+        end = pos  # the pot line comes first: nothing between them (as the empty slice)
+    m = _FLOP_RE.match(text, pos, end)
+    if m is not None:
+        flop1, flop2, flop3, actions = m.group(1, 2, 3, 4)
+        board += (_CARD_CODES[flop1], _CARD_CODES[flop2], _CARD_CODES[flop3])
+        texts.append(actions)
+        pos = m.end()
+        for regex in (_TURN_RE, _RIVER_RE):  # each only after the one before it
+            m = regex.match(text, pos, end)
+            if m is None:
+                break
+            card, actions = m.group(1, 2)
+            board.append(_CARD_CODES[card])
+            texts.append(actions)
+            pos = m.end()
+    history, table = _replay(hero, tuple(texts))
+    if pos != end and (end - pos != 1 or text[pos] != "\n"):
+        raise ValueError(f"instruction: unexpected text after the street lines: {text[pos:min(end, pos + 80)]!r}")
+    current_bet, hero_committed, hero_stack, to_call, legal_actions = table
+    # GameState(...) without the frozen dataclass's eleven object.__setattr__ calls: the instance
+    # gets its fields as one dict; equal, hashable, printable and picklable alike (test_parse_fast.py).
+    state = _new_object(GameState)
+    _set_attribute(state, "__dict__", {
+        "street": STREETS[len(history) - 1], "hero_position": hero, "hole_cards": hole, "board": tuple(board),
+        "pot": float(pot_m.group(1)), "history": history, "to_call": to_call, "hero_committed": hero_committed,
+        "hero_stack": hero_stack, "current_bet": current_bet, "legal_actions": legal_actions,
+    })
+    return state
 
 
-def _search(regex: re.Pattern[str], text: str, what: str) -> re.Match[str]:
-    m = regex.search(text)
-    if m is None:
-        raise ValueError(f"instruction: could not find {what}")
-    return m
+_new_object, _set_attribute = object.__new__, object.__setattr__
+
+# Prompts repeat across the n samples of a GRPO group: cache parsed states by text.
+_parse_instruction = lru_cache(maxsize=16384)(_parse)
+
+
+# Betting lines recur across rows far more than whole prompts do (about half of the rows of a
+# generated PokerBench-sized set find theirs here): cache the history and the derived table by the
+# hero and the action texts. Only lines that parse are cached; the results are immutable.
+@lru_cache(maxsize=16384)
+def _replay(
+    hero: str, texts: tuple[str, ...]
+) -> tuple[tuple[tuple[PlayerAction, ...], ...], tuple[float, float, float, float, tuple[LegalAction, ...]]]:
+    """The history of the action texts (one per street, in order) and `table_fields` for it."""
+    history = tuple(map(_parse_actions, texts, STREETS))
+    return history, table_fields(hero, history)
 
 
 def parse_card(words: str) -> str:
@@ -148,6 +201,10 @@ def parse_card(words: str) -> str:
         raise ValueError(f"card: could not parse {words!r}") from None
 
 
+# Action lines recur across rows (the same preflop line in thousands of spots): cache them by text.
+# Only parsed lines are cached (a ValueError is raised again each time), and the tuples of shared
+# immutable entries are immutable too.
+@lru_cache(maxsize=16384)
 def _parse_actions(text: str, street: str) -> tuple[PlayerAction, ...]:
     if text == NO_ACTION:
         return ()

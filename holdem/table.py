@@ -61,13 +61,8 @@ class TableInfo:
     legal_actions: tuple[LegalAction, ...]
 
 
-@dataclass
-class _Street:
-    """Mutable bookkeeping while replaying one street."""
-
-    committed: dict[str, float]
-    current_bet: float
-    last_raise: float
+_FOLD = LegalAction("fold", 0.0, 0.0)  # immutable: every table shares these two
+_CHECK = LegalAction("check", 0.0, 0.0)
 
 
 def derive_table(
@@ -75,88 +70,96 @@ def derive_table(
 ) -> TableInfo:
     """Replay `history` (one tuple of actions per street reached, the last is the current
     street) and derive what `hero` faces. Lenient: the stated history is trusted as is."""
-    spent = {pos: 0.0 for pos in PREFLOP_ORDER}  # chips put in on earlier streets
+    return TableInfo(*table_fields(hero, history))
+
+
+def table_fields(
+    hero: str, history: tuple[tuple[PlayerAction, ...], ...]
+) -> tuple[float, float, float, float, tuple[LegalAction, ...]]:
+    """`derive_table`'s fields in TableInfo's order, without building the TableInfo (the parser
+    copies them into its GameState).
+
+    One pass with local variables (this runs once per data-set row). The rules, street by street:
+    the blinds open preflop (SB 0.5, BB 1 in, bet 1); a call brings the caller to the current bet
+    (capped at the chips left); a bet/raise/all-in commits its raise-to total (capped at the chips
+    left, never below what the player already has in) and, when it raises by at least the last
+    full raise, sets the new minimum raise; chips committed on a street count as spent when the
+    next street opens. tests/unit/holdem/test_parse_fast.py checks it against that rule set
+    written out step by step."""
+    # min(a, b) and max(a, b) are written `b if b < a else a` / `b if b > a else a`: the same
+    # value (the builtins keep the first argument on ties and NaN) without a call.
+    spent = {"UTG": 0.0, "HJ": 0.0, "CO": 0.0, "BTN": 0.0, "SB": 0.0, "BB": 0.0}  # earlier streets
     folded: set[str] = set()
-    street = _Street({}, 0.0, BIG_BLIND)
+    mentioned: set[str] = set()  # positions with an action on some street
+    committed: dict[str, float] = {}  # on the current street
+    current_bet, last_raise = 0.0, BIG_BLIND
+    last = len(history) - 1
     for index, actions in enumerate(history):
-        street = _open_street(index)
-        for entry in actions:
-            _apply(street, spent, folded, entry)
-        if index < len(history) - 1:
-            for pos, chips in street.committed.items():
-                spent[pos] += chips
-    committed = street.committed.get(hero, 0.0)
-    stack = max(0.0, STARTING_STACK - spent[hero] - committed)
-    to_call = min(max(0.0, street.current_bet - committed), stack)
-    opponents_can_act = _opponents_with_chips(hero, history, spent, street, folded)
-    legal = _legal_actions(street, committed, stack, to_call, opponents_can_act)
-    return TableInfo(street.current_bet, committed, stack, to_call, legal)
-
-
-def _open_street(index: int) -> _Street:
-    if index == 0:
-        return _Street({"SB": SMALL_BLIND, "BB": BIG_BLIND}, BIG_BLIND, BIG_BLIND)
-    return _Street({}, 0.0, BIG_BLIND)
-
-
-def _apply(street: _Street, spent: dict[str, float], folded: set[str], entry: PlayerAction) -> None:
-    pos, action = entry.position, entry.action
-    all_in_total = STARTING_STACK - spent[pos]
-    if action.kind == "fold":
-        folded.add(pos)
-        return
-    if action.kind == "check":
-        return
-    if action.kind == "call":
-        street.committed[pos] = min(street.current_bet, all_in_total)
-        return
-    total = all_in_total if action.kind == "allin" else min(float(action.amount or 0.0), all_in_total)
-    street.committed[pos] = max(total, street.committed.get(pos, 0.0))
-    increment = total - street.current_bet
-    if increment >= street.last_raise - _EPS:
-        street.last_raise = increment
-    street.current_bet = max(street.current_bet, total)
-
-
-def _opponents_with_chips(
-    hero: str,
-    history: tuple[tuple[PlayerAction, ...], ...],
-    spent: dict[str, float],
-    street: _Street,
-    folded: set[str],
-) -> bool:
-    """Whether some opponent still in the hand has chips behind (else raising is pointless
-    and not allowed: hero may only call or fold)."""
-    in_hand = {entry.position for actions in history for entry in actions} - folded
-    acted = {entry.position for entry in history[0]}
-    if len(history) == 1 and hero not in acted:
-        # First preflop orbit: players after the hero who have not acted yet are still in (the
-        # blinds included); everyone else who is not mentioned folded.
-        after = PREFLOP_ORDER[PREFLOP_ORDER.index(hero) + 1 :]
-        in_hand |= {pos for pos in after if pos not in acted}
-    in_hand.discard(hero)
-    return any(
-        STARTING_STACK - spent[pos] - street.committed.get(pos, 0.0) > _EPS for pos in in_hand
-    )
-
-
-def _legal_actions(
-    street: _Street, committed: float, stack: float, to_call: float, opponents_can_act: bool
-) -> tuple[LegalAction, ...]:
-    legal: list[LegalAction] = []
-    if to_call > _EPS:
-        legal.append(LegalAction("fold", 0.0, 0.0))
-        legal.append(LegalAction("call", to_call, to_call))
-    else:
-        legal.append(LegalAction("check", 0.0, 0.0))
-    all_in = committed + stack
-    if stack > to_call + _EPS and opponents_can_act:
-        if street.current_bet > _EPS:
-            min_to = min(street.current_bet + street.last_raise, all_in)
-            legal.append(LegalAction("raise", min_to, all_in))
+        if index == 0:
+            committed, current_bet = {"SB": SMALL_BLIND, "BB": BIG_BLIND}, BIG_BLIND
         else:
-            legal.append(LegalAction("bet", min(BIG_BLIND, all_in), all_in))
-    return tuple(legal)
+            committed, current_bet = {}, 0.0
+        last_raise = BIG_BLIND
+        for entry in actions:
+            pos, action = entry.position, entry.action
+            kind = action.kind
+            mentioned.add(pos)
+            all_in_total = STARTING_STACK - spent[pos]
+            if kind == "fold":
+                folded.add(pos)
+            elif kind == "call":
+                committed[pos] = all_in_total if all_in_total < current_bet else current_bet
+            elif kind != "check":
+                if kind == "allin":
+                    total = all_in_total
+                else:
+                    total = float(action.amount or 0.0)
+                    if all_in_total < total:
+                        total = all_in_total
+                before = committed.get(pos, 0.0)
+                committed[pos] = before if before > total else total
+                increment = total - current_bet
+                if increment >= last_raise - _EPS:
+                    last_raise = increment
+                if total > current_bet:
+                    current_bet = total
+        if index < last:
+            for pos, chips in committed.items():
+                spent[pos] += chips
+    hero_committed = committed.get(hero, 0.0)
+    stack = STARTING_STACK - spent[hero] - hero_committed
+    if not stack > 0.0:
+        stack = 0.0
+    to_call = current_bet - hero_committed
+    if not to_call > 0.0:
+        to_call = 0.0
+    if stack < to_call:
+        to_call = stack
+    all_in = hero_committed + stack
+    if to_call > _EPS:
+        legal: tuple[LegalAction, ...] = (_FOLD, LegalAction("call", to_call, to_call))
+    else:
+        legal = (_CHECK,)
+    # Raising needs chips beyond the call and an opponent still in the hand with chips behind
+    # (else hero may only call or fold); the second test runs only when the first passes.
+    if stack > to_call + _EPS:
+        # Opponents in the hand: everyone mentioned who did not fold; in the first preflop orbit
+        # (hero not mentioned yet) also the players after the hero who have not acted yet (the
+        # blinds included): everyone else who is not mentioned folded.
+        in_hand = mentioned
+        if len(history) == 1 and hero not in mentioned:
+            in_hand = mentioned.union(PREFLOP_ORDER[PREFLOP_ORDER.index(hero) + 1 :])
+        elif not history:
+            history[0]  # an empty history raises IndexError here, as it always has
+        for pos in in_hand:
+            if pos != hero and pos not in folded and STARTING_STACK - spent[pos] - committed.get(pos, 0.0) > _EPS:
+                if current_bet > _EPS:
+                    min_to = current_bet + last_raise
+                    legal += (LegalAction("raise", all_in if all_in < min_to else min_to, all_in),)
+                else:
+                    legal += (LegalAction("bet", all_in if all_in < BIG_BLIND else BIG_BLIND, all_in),)
+                break
+    return current_bet, hero_committed, stack, to_call, legal
 
 
 def resolve_allin(table: TableInfo, action: Action) -> Action:

@@ -133,11 +133,11 @@ def parse_call_body(body: str) -> ToolCall | str:
     if isinstance(arguments, str):  # some models double-encode the arguments
         arguments = _loads(arguments)
         if isinstance(arguments, _Bad):
-            return f'tool call {_quote(name)}: "arguments" is a string that is not JSON ({arguments.message})'
+            return f'tool call {quote_text(name)}: "arguments" is a string that is not JSON ({arguments.message})'
     if arguments is None:
         arguments = {}
     if not isinstance(arguments, dict):
-        return f'tool call {_quote(name)}: "arguments" must be a JSON object'
+        return f'tool call {quote_text(name)}: "arguments" must be a JSON object'
     return ToolCall(name, arguments)
 
 
@@ -159,8 +159,9 @@ def _loads(text: str) -> object:
         return _Bad(str(exc)[:80])
 
 
-def _quote(value: object) -> str:
-    """repr of model-written text, cut short: error messages must not echo megabytes."""
+def quote_text(value: object) -> str:
+    """repr of model-written text, cut short: error messages must not echo megabytes. The repr
+    escapes newlines and control characters, so the quote is one line of printable text."""
     try:
         text = repr(value)
     except ValueError:  # an int too long to print
@@ -186,7 +187,7 @@ def action_from_arguments(arguments: dict) -> Action:
     if kind in _ALLIN_WORDS:
         return Action("allin")
     if kind not in _KINDS:
-        raise ValueError(f"make_action: unknown action {_quote(kind)}; use fold, check, call, bet or raise")
+        raise ValueError(f"make_action: unknown action {quote_text(kind)}; use fold, check, call, bet or raise")
     if kind != "bet" and kind != "raise":
         return Action(kind)
     amount = arguments.get("amount")
@@ -194,7 +195,7 @@ def action_from_arguments(arguments: dict) -> Action:
         try:
             amount = float(amount)
         except ValueError:
-            raise ValueError(f"make_action: amount {_quote(amount)} is not a number") from None
+            raise ValueError(f"make_action: amount {quote_text(amount)} is not a number") from None
     if isinstance(amount, bool) or not isinstance(amount, (int, float)):
         raise ValueError(f'make_action: {kind} needs a numeric "amount" (raise-to total in big blinds)')
     try:
@@ -202,5 +203,5 @@ def action_from_arguments(arguments: dict) -> Action:
     except OverflowError:  # an integer beyond the float range
         value = math.inf
     if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"make_action: amount must be a positive number, got {_quote(amount)}")
+        raise ValueError(f"make_action: amount must be a positive number, got {quote_text(amount)}")
     return Action(kind, value)

@@ -17,7 +17,7 @@ from functools import lru_cache
 from holdem.equity import hand_strength
 from holdem.pokerbench import GameState, format_amount, parse_instruction
 from holdem.table import Action, check_action
-from holdem.toolcall import ToolCall, action_from_arguments
+from holdem.toolcall import ToolCall, action_from_arguments, quote_text
 
 _NO_ARGS = {"type": "object", "properties": {}, "required": []}
 TOOLS: tuple[dict, ...] = (
@@ -97,9 +97,11 @@ def execute_tool(call: ToolCall, ctx: ToolContext) -> ToolResult:
             return ToolResult(_hand_strength(ctx))
         if call.name == "make_action":
             return _make_action(call, ctx)
-        return ToolResult(_error(f"unknown tool {call.name!r}; available: {', '.join(TOOL_NAMES)}"))
+        # The name is the model's text: quoted and cut short like the tool-call parser's messages.
+        return ToolResult(_error(f"unknown tool {quote_text(call.name)}; available: {', '.join(TOOL_NAMES)}"))
     except Exception as exc:  # noqa: BLE001 - a tool failure must not end the rollout
-        return ToolResult(_error(f"{call.name} failed: {type(exc).__name__}: {exc}"))
+        name = call.name if isinstance(call.name, str) and call.name in TOOL_NAMES else quote_text(call.name)
+        return ToolResult(_error(f"{name} failed: {type(exc).__name__}: {exc}"))
 
 
 def _error(message: str) -> str:

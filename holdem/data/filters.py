@@ -17,6 +17,11 @@ def text_key(text: str) -> int:
     return int.from_bytes(blake2b(text.encode("utf-8"), digest_size=8).digest(), "little")
 
 
+def bytes_key(data: bytes) -> int:
+    """`text_key` of the text whose UTF-8 is `data`."""
+    return int.from_bytes(blake2b(data, digest_size=8).digest(), "little")
+
+
 def pair_key(ikey: int, lkey: int) -> int:
     """One 64-bit key for an (instruction, label) pair: equal pairs give equal keys; two rows that
     share the instruction (or the label) but not both never do; others collide with p ~ 2^-64."""
@@ -80,6 +85,44 @@ class RowFilter:
         if duplicate and self.drop_duplicates:
             return "duplicate"
         return None
+
+    def decide_many(self, ikeys, lkeys, n: int) -> list[str | None] | None:
+        """`decide_keys` on the first `n` key pairs, in order: their drop reasons, or None when
+        every one of them is kept (the same bookkeeping, in one loop of local names)."""
+        labels, conflicted, pairs = self.labels._labels, self.labels.conflicted, self._pairs
+        setdefault, add_pair = labels.setdefault, pairs.add
+        test_keys, known_conflicts = self.test_keys, self.known_conflicts
+        drop_overlap = self.drop_test_overlap and test_keys is not None
+        drop_conflicts, drop_duplicates = self.drop_conflicts, self.drop_duplicates
+        duplicates = overlaps = 0
+        reasons: list[str | None] | None = None
+        for j in range(n):
+            ikey, lkey = ikeys[j], lkeys[j]
+            if setdefault(ikey, lkey) != lkey:
+                conflicted.add(ikey)
+            pair = ikey ^ ((lkey * _ODD) & _MASK64)  # pair_key
+            duplicate = pair in pairs
+            if duplicate:
+                duplicates += 1
+            else:
+                add_pair(pair)
+            overlap = test_keys is not None and ikey in test_keys
+            if overlap:
+                overlaps += 1
+            if overlap and drop_overlap:
+                reason = "test_overlap"
+            elif drop_conflicts and ikey in known_conflicts:
+                reason = "conflicting_label"
+            elif duplicate and drop_duplicates:
+                reason = "duplicate"
+            else:
+                continue
+            if reasons is None:
+                reasons = [None] * n
+            reasons[j] = reason
+        self.found["duplicate_rows"] += duplicates
+        self.found["test_overlap_rows"] += overlaps
+        return reasons
 
     def conflicting_instructions(self) -> int:
         return len(self.labels.conflicted | self.known_conflicts)

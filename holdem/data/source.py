@@ -283,12 +283,32 @@ def _skip_long_line(path: Path, f, progress: Progress, name: str, line: int, see
         seen += len(chunk)
 
 
+# json.loads(text) is JSONDecoder().decode(text) (the default decoder): for a text that starts
+# with "{" that is scan_once(text, 0) and a check that nothing follows the value.
+_scan_once = json.JSONDecoder().scan_once
+
+
 def decode_line(raw: bytes) -> object:
     """One JSONL line -> its JSON value, or InvalidRow saying why not."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return InvalidRow("not_utf8", f"not UTF-8 text (byte {exc.start}: {exc.reason}); re-encode the file as UTF-8")
+    if text[:1] == "{":
+        # A row as written (an object, no space around it): what json.loads(text) does for it, minus
+        # its generic steps. Anything else, or any error, goes through json.loads for its message.
+        try:
+            obj, end = _scan_once(text, 0)
+        except Exception:  # json.loads below raises it again, in its own words
+            pass
+        else:
+            if end == len(text):
+                return obj
+    return loads_line(text)
+
+
+def loads_line(text: str) -> object:
+    """json.loads of one line, or InvalidRow with its message (decode_line's general path)."""
     try:
         return json.loads(text)
     except RecursionError:

@@ -90,7 +90,7 @@ def prepare(spec: DataSpec, parse_instruction: InstructionParser | None = None,
         remove_stale_temps(target)
     source = resolve_source(spec.source, spec.split)
     started = time.monotonic()
-    parser = parse_instruction or pokerbench.parse_instruction
+    parser = parse_instruction or pokerbench.parse_instruction_once  # each prompt is parsed about once
     with BatchRunner(spec.workers or default_workers(), parser) as runner:
         state.phase = "reading the test rows"
         test_keys = load_test_keys(spec) if spec.test_source else None
@@ -135,12 +135,18 @@ def merge_batch(result: BatchResult, fail_fast: bool, rows: RowFilter, counts: R
         counts.add_bad(where, reason, detail)
     counts.rows_in += cutoff
     n_good = bisect_left(result.good_pos, cutoff)
-    decide, kept, dropped = rows.decide_keys, counts.kept, counts.dropped
-    ikeys, lkeys, street_kind, ends = result.ikeys, result.lkeys, result.street_kind, result.ends
+    kept, dropped = counts.kept, counts.dropped
+    street_kind, ends = result.street_kind, result.ends
     data = memoryview(result.data)
+    reasons = rows.decide_many(result.ikeys, result.lkeys, n_good)
+    if reasons is None:  # every good row is kept (the usual batch): one write
+        if n_good:
+            kept.update(street_kind[:n_good])
+            writer.write_lines(data[:ends[n_good - 1]], n_good)
+        return stop
     seg_from = start = seg_rows = 0
     for j in range(n_good):
-        reason = decide(ikeys[j], lkeys[j])
+        reason = reasons[j]
         if reason is None:
             kept[street_kind[j]] += 1
             seg_rows += 1

@@ -20,11 +20,12 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from json.encoder import encode_basestring
 
-from holdem.data.filters import text_key
+from holdem.data.filters import bytes_key, text_key
 from holdem.data.source import STALL, InvalidRow, LineBatch, RowBatch, decode_line, too_long_row
-from holdem.data.validate import BadRow, InstructionParser, check_row, label_kind
+from holdem.data.validate import BadRow, InstructionParser, check_fields, label_kind
 
 ROWS, LABELS = "rows", "labels"  # what a worker computes: everything, or only (instruction, label) keys
 
@@ -50,48 +51,96 @@ class BatchResult:
     ends: array = field(default_factory=lambda: array("I"))
 
 
-def _rows_of(batch: LineBatch | RowBatch) -> Iterator[tuple[Callable[[], str], object]]:
-    """(where thunk, decoded value) per row; `where` strings are built only for bad rows."""
+def _rows_of(batch: LineBatch | RowBatch) -> Iterator[tuple[Callable[[], str], object, bytes | None]]:
+    """(where thunk, decoded value, the JSONL line or None) per row; `where` strings are built only
+    for bad rows."""
     if isinstance(batch, LineBatch):
         if batch.too_long:
-            yield (lambda: f"{batch.name}:{batch.first_line}"), too_long_row(batch.too_long)
+            yield (lambda: f"{batch.name}:{batch.first_line}"), too_long_row(batch.too_long), None
             return
         lineno = batch.first_line
         for raw in batch.data.split(b"\n")[:-1]:
-            if raw.strip():
-                yield (lambda n=lineno: f"{batch.name}:{n}"), decode_line(raw)
+            if raw and not raw.isspace():  # `raw.strip()` without copying the line
+                yield (lambda n=lineno: f"{batch.name}:{n}"), decode_line(raw), raw
             lineno += 1
     else:
         for k, obj in enumerate(batch.rows):
-            yield (lambda k=k: f"{batch.prefix}#{batch.first_index + k}"), obj
+            yield (lambda k=k: f"{batch.prefix}#{batch.first_index + k}"), obj, None
+
+
+# Labels recur (a data set has a few thousand distinct ones, each at most MAX_LABEL_CHARS long).
+_label_key = lru_cache(maxsize=4096)(text_key)
+_LINE_HEAD, _LINE_MIDDLE, _LINE_TAIL = b'{"instruction": "', b'", "output": "', b'"}'
+
+
+def rendered_already(raw: bytes, n_fields: int, instruction: str, output: str) -> bytes | None:
+    """When the JSONL line `raw` (decoded: a dict of `n_fields` fields, among them the strings
+    `instruction` and `output`) is byte for byte `render_line(instruction, output)`, the
+    instruction's UTF-8 (for its key); else None. A line written by `render_line` (or json.dumps
+    with ensure_ascii=False) is its own output: this spares rendering it again.
+
+    Why the checks suffice. Each backslash in a JSON text belongs to an escape in a string, and a
+    newline in a string must be escaped (`\\n` or `\\u000a`), as must a quote, a backslash and any
+    other control character. So if the line holds exactly as many backslashes as the two values
+    hold newlines, the only escapes are those newlines' (none in the keys or in a value a repeated
+    field overwrote), and the values hold no quote, backslash or other control character: the
+    rendered line writes each value as its UTF-8 with `\\n` per newline, and its length is the one
+    checked. Against that length, a `\\u000a` costs 4 more bytes and a repeated field 11 or more
+    (`,"output":0`), while only the rendered layout's spaces can be saved, 2 of them once the line
+    starts with `{"instruction": "`; so the line is the rendered tokens with its spaces moved at
+    most, and the piece checked at the instruction's closing quote (`", "output": "`) and the
+    ending (`"}`) put them where the rendered line has them."""
+    if n_fields != 2:
+        return None
+    newlines_i = instruction.count("\n")
+    newlines_o = output.count("\n")
+    if raw.count(b"\\") != newlines_i + newlines_o or not raw.startswith(_LINE_HEAD):
+        return None
+    # No escape but newlines': the values hold no lone surrogate (only `\\ud800` can write one), so
+    # they encode.
+    instruction_utf8 = instruction.encode("utf-8")
+    middle = len(_LINE_HEAD) + len(instruction_utf8) + newlines_i
+    tail = middle + len(_LINE_MIDDLE) + len(output.encode("utf-8")) + newlines_o
+    if len(raw) == tail + len(_LINE_TAIL) and raw.startswith(_LINE_MIDDLE, middle) and raw.endswith(_LINE_TAIL):
+        return instruction_utf8
+    return None
 
 
 def process_rows(batch: LineBatch | RowBatch, parser: InstructionParser | None) -> BatchResult:
     out = BatchResult()
-    lines: list[str] = []
+    chunks: list[bytes] = []
     ends, good_pos, ikeys, lkeys, street_kind = out.ends, out.good_pos, out.ikeys, out.lkeys, out.street_kind
     size = 0
     pos = -1
-    for pos, (where, obj) in enumerate(_rows_of(batch)):
-        checked = check_row(obj, parser)
+    for pos, (where, obj, raw) in enumerate(_rows_of(batch)):
+        checked = check_fields(obj, parser)
         if isinstance(checked, BadRow):
             out.bad.append((pos, where(), checked.reason, checked.detail))
             continue
-        line = render_line(checked.instruction, checked.output) + "\n"
-        try:
-            size += len(line.encode("utf-8"))
-        except UnicodeEncodeError as exc:  # a lone surrogate, written as a \ud800 escape in the input
-            out.bad.append((pos, where(), "not_encodable",
-                            f"text holds a lone surrogate ({exc.object[exc.start:exc.end]!r}), which UTF-8 cannot encode"))
-            continue
-        lines.append(line)
+        instruction, output, street, kind = checked
+        instruction_utf8 = None if raw is None else rendered_already(raw, len(obj), instruction, output)
+        if instruction_utf8 is not None:  # the input line is the output line
+            encoded = raw + b"\n"
+            ikey = bytes_key(instruction_utf8)
+        else:
+            # render_line(instruction, output) + "\n", built in one step and encoded once
+            line = f'{{"instruction": {encode_basestring(instruction)}, "output": {encode_basestring(output)}}}\n'
+            try:
+                encoded = line.encode("utf-8")
+            except UnicodeEncodeError as exc:  # a lone surrogate, written as a \ud800 escape in the input
+                out.bad.append((pos, where(), "not_encodable",
+                                f"text holds a lone surrogate ({exc.object[exc.start:exc.end]!r}), which UTF-8 cannot encode"))
+                continue
+            ikey = text_key(instruction)
+        chunks.append(encoded)
+        size += len(encoded)
         ends.append(size)
         good_pos.append(pos)
-        ikeys.append(text_key(checked.instruction))
-        lkeys.append(text_key(checked.output))
-        street_kind.append((checked.street, checked.kind))
+        ikeys.append(ikey)
+        lkeys.append(_label_key(output))
+        street_kind.append((street, kind))
     out.n_rows = pos + 1
-    out.data = "".join(lines).encode("utf-8")
+    out.data = b"".join(chunks)
     return out
 
 
@@ -99,7 +148,7 @@ def process_labels(batch: LineBatch | RowBatch) -> tuple[array, array]:
     """The first pass of --drop-conflicts: (instruction key, label key) of every row that has a
     string instruction and a label in the grammar."""
     ikeys, lkeys = array("Q"), array("Q")
-    for _, obj in _rows_of(batch):
+    for _, obj, _ in _rows_of(batch):
         if isinstance(obj, dict) and not isinstance(obj, InvalidRow):
             inst, out = obj.get("instruction"), obj.get("output")
             if isinstance(inst, str) and isinstance(out, str) and label_kind(out) is not None:

@@ -10,7 +10,7 @@ from pokerkit import StandardHighHand
 
 from holdem.equity import _DECK, best_hand, hand_strength
 from holdem.table import Action
-from holdem.toolcall import ToolCall
+from holdem.toolcall import ToolCall, quote_text
 from holdem.tools import TOOL_NAMES, TOOLS, execute_tool, make_context, render_game_state
 
 
@@ -71,6 +71,21 @@ def test_unknown_tool_and_unparsable_prompt_are_messages():
     assert "could not find" in json.loads(execute_tool(ToolCall("hand_strength", {}), ctx).text)["error"]
     made = execute_tool(ToolCall("make_action", {"action": "fold"}), ctx)
     assert made.ends_episode and made.action == Action("fold")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x" * 100_000, "peek\nat\r\nvillain\x00\x1b[2J\x7f\u202e\u2028\ud800", "\n" * 50_000 + "y" * 50_000],
+    ids=["100 KB", "control characters", "100 KB of newlines"],
+)
+def test_unknown_tool_names_are_quoted_short_and_on_one_line(real_rows, name):
+    """The model chose the name: the message echoes it as the tool-call parser quotes model text
+    (its repr, cut to a few dozen characters), never in full and never with raw control characters."""
+    result = execute_tool(ToolCall(name, {}), make_context(real_rows[0]["instruction"]))
+    assert not result.ends_episode and result.action is None and len(result.text) < 200
+    message = json.loads(result.text)["error"]
+    assert message == f"unknown tool {quote_text(name)}; available: get_game_state, hand_strength, make_action"
+    assert message.startswith("unknown tool '") and message.isprintable()  # no newline, no control character
 
 
 def test_tool_exceptions_become_messages(real_rows, monkeypatch):
