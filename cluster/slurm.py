@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -205,10 +204,11 @@ def _submit_wave(wave: list[StagePlan], chain_dir: Path, job_ids: dict[str, str]
 
 @contextmanager
 def _captured_stderr():
-    """submitit lets sbatch write to our stderr; catch it so the user gets one line."""
+    """submitit prints sbatch's complaint to our stderr as well; drop that copy, so the user gets the
+    one line the SlurmError makes of it."""
     sys.stderr.flush()
     saved = os.dup(2)
-    with tempfile.TemporaryFile("w+") as sink:
+    with open(os.devnull, "w") as sink:
         os.dup2(sink.fileno(), 2)
         try:
             yield

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
+from cluster.outputs import write_json_atomic
+
 CLAIMS_DIR = "holdem-claims"
 LOCK_TIMEOUT_S = 10.0
 POLL_S = 0.02
@@ -179,10 +181,8 @@ def _record(directory: Path, host: str, tag: str, lo: int, hi: int) -> Claim:
 
 
 def _write(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    write_json_atomic(path, data)
+    os.chmod(path, 0o644)  # other users' launchers read it (until then they skip it as unreadable)
 
 
 def _shared_dir(directory: Path) -> None:

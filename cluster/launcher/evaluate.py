@@ -218,7 +218,7 @@ def base_score_key(args: argparse.Namespace) -> dict:
     of its files, so a model replaced at the same path is scored again) and the eval settings."""
     model = Path(args.base_model)
     try:
-        files = sorted([p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in model.iterdir() if p.is_file())
+        files = sorted([p.name, st.st_size, st.st_mtime_ns] for p in model.iterdir() if p.is_file() and (st := p.stat()))
     except OSError:
         files = []
     return {"base_model": args.base_model, "model_files": files, "data": args.data, "split": args.split,

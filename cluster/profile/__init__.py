@@ -151,7 +151,8 @@ def _whole_number(text: str, mark: Any) -> int:
 
 
 class _Constructor(yaml.constructor.SafeConstructor):
-    """Plain values only (no binary, dates, sets, ...); mapping keys are unique strings."""
+    """Plain values only (no binary, dates, sets, ...). It constructs the scalars `_scalar` does not
+    handle itself (explicit tags); mappings and lists are built by `_build_events`."""
 
     yaml_constructors = {tag: fn for tag, fn in yaml.constructor.SafeConstructor.yaml_constructors.items()
                          if tag in {f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "str", "seq", "map")}}
@@ -167,20 +168,6 @@ class _Constructor(yaml.constructor.SafeConstructor):
         if ":" in text:
             raise _Refused(None, None, f"{text!r} is a base-60 number; quote it", node.start_mark)
         return super().construct_yaml_float(node)
-
-    def construct_mapping(self, node, deep=False):
-        if isinstance(node, yaml.MappingNode):
-            first: dict[str, Any] = {}
-            for key_node, _ in node.value:
-                key = self.construct_object(key_node, deep=True)
-                if not isinstance(key, str):
-                    raise _Refused(None, None, f"the key {key!r} is not a string: keys are names; quote it "
-                                               f"(\"{key}\":) or fix the indentation", key_node.start_mark)
-                if key in first:
-                    raise _Refused(None, None, f"duplicate key {key!r} (first at line {first[key].line + 1}): YAML would "
-                                               "silently keep only the last one; merge them into one", key_node.start_mark)
-                first[key] = key_node.start_mark
-        return super().construct_mapping(node, deep)
 
 
 _Constructor.add_constructor("tag:yaml.org,2002:int", _Constructor.construct_yaml_int)

@@ -123,10 +123,8 @@ def process_rows(batch: LineBatch | RowBatch, parser: InstructionParser | None) 
             encoded = raw + b"\n"
             ikey = bytes_key(instruction_utf8)
         else:
-            # render_line(instruction, output) + "\n", built in one step and encoded once
-            line = f'{{"instruction": {encode_basestring(instruction)}, "output": {encode_basestring(output)}}}\n'
             try:
-                encoded = line.encode("utf-8")
+                encoded = (render_line(instruction, output) + "\n").encode("utf-8")
             except UnicodeEncodeError as exc:  # a lone surrogate, written as a \ud800 escape in the input
                 out.bad.append((pos, where(), "not_encodable",
                                 f"text holds a lone surrogate ({exc.object[exc.start:exc.end]!r}), which UTF-8 cannot encode"))
