@@ -65,16 +65,15 @@ def check_ids(what: str, ids: list) -> None:
 
 
 def in_process_chain(work: Path) -> float:
-    """Profile -> checks -> plan -> submitit submission of 4 jobs, inside one warm interpreter."""
-    from cluster.slurm import submit_plan
-    from cluster.submit import build_parser, make_plan
+    """What `python -m cluster.submit` does after its imports (parse the arguments, profile ->
+    checks -> plan -> submission of 4 jobs), inside one warm interpreter."""
+    from cluster.submit import build_parser, submit_chain
 
     cwd = os.getcwd()
     os.chdir(work)
     try:
         start = time.perf_counter()
-        profile, plan = make_plan(build_parser().parse_args(submit_args(work)), strict_paths=True)
-        record = submit_plan(plan, profile.data)
+        record = submit_chain(build_parser().parse_args(submit_args(work)))
         elapsed = time.perf_counter() - start
     finally:
         os.chdir(cwd)

@@ -1,7 +1,9 @@
 """The one module that talks to Slurm: submit a plan through submitit, query and cancel jobs.
 
-All Slurm commands go through `run_slurm` (one seam); submission goes through submitit's
-SlurmExecutor with parameters rendered from the plan's sbatch options. Job states: one table mapping
+Slurm's query and control commands go through `run_slurm` (one seam). Submission uses submitit's
+SlurmExecutor (parameters rendered from the plan's sbatch options) to write each job's files, and
+runs sbatch itself through `SbatchPool`: sbatch processes started ahead that read the job script on
+stdin, several at the same time, from one thread. Job states: one table mapping
 Slurm's states to ours and parsers for `sacct`/`squeue` output (pure, tested on captured output).
 """
 from __future__ import annotations
@@ -10,12 +12,12 @@ import functools
 import getpass
 import os
 import re
+import selectors
+import shlex
 import shutil
 import subprocess
-import sys
-import threading
 import time
-from contextlib import contextmanager
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -98,133 +100,206 @@ def _stage_function(stage: StagePlan):
     return StageCommand(stage.name, stage.step, dict(stage.env))
 
 
-def submit_stage(stage: StagePlan, chain_dir: Path, job_ids: dict[str, str],
-                 at_sbatch: threading.Event | None = None) -> str:
-    """Submit one stage as the plan renders it, its `${stage_id}` dependency references filled in
-    with the job ids of the stages already submitted; returns the job id. sbatch's complaint, if
-    any, is in the SlurmError (callers catch what submitit prints with `_captured_stderr`).
-    `at_sbatch` is set when submitit has written the job's files and starts sbatch."""
-    Executor = _executor_class()
-    sbatch = dict(stage.slurm)
-    if "dependency" in sbatch:
-        sbatch["dependency"] = resolve_job_refs(sbatch["dependency"], job_ids)
+@dataclass
+class _Prepared:
+    """One stage's job, pickled and with its script rendered, waiting for sbatch."""
+    stage: StagePlan
+    executor: Any
+    pickle: Path
+    script: Path  # written once the script has gone to sbatch, with the job ids filled in
+    text: str  # its `#SBATCH --dependency` line still names `${stage_id}`s
+    dependency: str | None
+
+
+def prepare_stage(stage: StagePlan, chain_dir: Path) -> _Prepared:
+    """Pickle one stage's function and render its sbatch script as submitit would, with the plan's
+    sbatch options; the job ids its dependency names are filled in when they are known."""
     # submitit counts time-outs against max_num_timeout (preemptions do not count, as in
     # submitit); TrainCommand.checkpoint caps all restarts at slurm.max_restarts.
-    executor = Executor(folder=chain_dir / stage.name / "%j", max_num_timeout=stage.max_restarts)
-    executor.at_sbatch = at_sbatch
-    params = render_executor_params(sbatch)
+    executor = _executor_class()(folder=chain_dir / stage.name / "%j", max_num_timeout=stage.max_restarts)
+    params = render_executor_params(stage.slurm)
     if stage.srun:
         params["srun_args"] = list(stage.srun)
     executor.update_parameters(**params)
-    try:
-        job = executor.submit(_stage_function(stage))
-    except Exception as exc:  # submitit wraps sbatch's failure in several exception types
-        raise SlurmError(f"sbatch rejected stage {stage.name}: {one_line(_sbatch_message(exc))}") from None
-    return str(job.job_id)
+    dependency = stage.slurm.get("dependency")
+    return _Prepared(stage, executor, *executor.write_job(_stage_function(stage)),
+                     dependency=None if dependency is None else str(dependency))
+
+
+def _final_script(job: _Prepared, ids: dict[str, str]) -> str:
+    """The job's script with the job ids its dependency names."""
+    if job.dependency is None:
+        return job.text
+    line = f"#SBATCH --dependency={shlex.quote(job.dependency)}\n"  # as submitit renders an option
+    if job.text.count(line) != 1:
+        raise SlurmError(f"stage {job.stage.name}: cannot find the line {line.strip()!r} in the sbatch script "
+                         "submitit rendered; this submitit version is not supported (see pyproject.toml)")
+    return job.text.replace(line, f"#SBATCH --dependency={shlex.quote(resolve_job_refs(job.dependency, ids))}\n")
+
+
+def _remove_job_files(job: _Prepared) -> None:
+    """The files of a job sbatch did not take."""
+    job.pickle.unlink(missing_ok=True)
+    job.script.unlink(missing_ok=True)
 
 
 @functools.lru_cache(maxsize=None)
 def _executor_class() -> type:
-    """submitit's SlurmExecutor, telling `at_sbatch` when it has written the job's files and is
-    about to run sbatch (so the next stage's Python work can start). Made once: submitit is imported
-    only when something is really submitted."""
+    """submitit's SlurmExecutor with its one-job submission split in two around sbatch, so that the
+    caller runs sbatch (several at the same time, from a SbatchPool): `write_job` and
+    `job_submitted` do what submitit's PicklingExecutor does before and after sbatch, with
+    submitit's own helpers and file names (tests/unit/cluster/test_submission.py compares the two).
+    Made once: submitit is imported only when something is really submitted."""
     import submitit
+    from submitit.core import utils
 
     class Executor(submitit.SlurmExecutor):
-        at_sbatch: threading.Event | None = None
+        def write_job(self, fn: Callable[[], Any]) -> tuple[Path, Path, str]:
+            """Pickle `fn` and render the sbatch script -> (pickle, where the script goes, its text)."""
+            delayed = utils.DelayedSubmission(fn)
+            folder = utils.JobPaths.get_first_id_independent_folder(self.folder)
+            folder.mkdir(parents=True, exist_ok=True)
+            pickle = folder / f"{uuid.uuid4().hex}.pkl"
+            delayed.set_timeout(self.parameters.get("time", 5), self.max_num_timeout)
+            delayed.dump(pickle)
+            uid = uuid.uuid4().hex
+            return pickle, folder / f".submission_file_{uid}.sh", self._make_submission_file_text(
+                self._submitit_command_str, uid)
 
-        def _make_submission_command(self, submission_file_path):  # submitit runs this command next
-            if self.at_sbatch is not None:
-                self.at_sbatch.set()
-            return super()._make_submission_command(submission_file_path)
+        def job_submitted(self, pickle: Path, script: Path, job_id: str) -> Any:
+            """Move the job's files into its own folder, as submitit does once sbatch gave the id."""
+            job = self.job_class(folder=self.folder, job_id=job_id, tasks=list(range(self._num_tasks())))
+            job.paths.move_temporary_file(script, "submission_file", keep_as_symlink=True)
+            self._write_job_id(job.job_id, script.stem.rpartition("_")[2])
+            self._set_job_permissions(job.paths.folder)
+            job.paths.move_temporary_file(pickle, "submitted_pickle")
+            return job
 
     return Executor
+
+
+SBATCH = "sbatch"
+
+
+@dataclass
+class Ended:
+    """One sbatch run that has ended."""
+    job: Any  # what the caller gave `submit`
+    code: int
+    stdout: str
+    stderr: str
+
+
+@dataclass
+class _Run:
+    job: Any
+    proc: subprocess.Popen
+    out: dict[int, bytearray]  # stdout's fd, then stderr's -> what they printed
+    open_pipes: int = 2
+
+
+class SbatchPool:
+    """sbatch processes started ahead of their jobs, watched from one thread.
+
+    Most of an sbatch run is its own start-up (loading Slurm's libraries, reading slurm.conf and its
+    plugins: about 1.5 of its 3.5 ms on a quiet 2-core node). Given no script file, sbatch does all of
+    that first and then reads the job script from standard input, so a process started early submits
+    its job as soon as the script is written to it. A process that is never given a script gets an
+    empty one when the pool closes and exits without submitting anything ("Batch script is empty").
+
+    `submit` hands a job its script (to a spare process, or a new one), `finished` gives the runs that
+    have ended with what they printed, `close` ends the spare ones. One thread, no sleeps: `finished`
+    waits on the processes' pipes.
+    """
+
+    def __init__(self, ahead: int = 0) -> None:
+        self._spare: list[subprocess.Popen] = []
+        self._selector = selectors.DefaultSelector()
+        self.running = 0
+        self.ahead(ahead)
+
+    def __enter__(self) -> "SbatchPool":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def ahead(self, count: int) -> None:
+        """Have at least `count` processes started and waiting for a script."""
+        while len(self._spare) < count:
+            self._spare.append(self._spawn())
+
+    def _spawn(self) -> subprocess.Popen:
+        try:
+            return subprocess.Popen([SBATCH], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    bufsize=0)
+        except OSError as exc:
+            raise SlurmError(f"cannot run {SBATCH}: {exc}; is Slurm's client installed on this node?") from None
+
+    def submit(self, job: Any, script: str) -> None:
+        """Give `job`'s script to a waiting sbatch; its end comes out of `finished`."""
+        proc = self._spare.pop(0) if self._spare else self._spawn()
+        data = memoryview(script.encode())
+        try:
+            while data:  # sbatch is waiting to read it all: a script larger than the pipe does not block for long
+                data = data[os.write(proc.stdin.fileno(), data):]
+        except BrokenPipeError:  # sbatch already ended (it says why on stderr, which `finished` reports)
+            pass
+        proc.stdin.close()
+        run = _Run(job, proc, {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()})
+        for pipe in (proc.stdout, proc.stderr):
+            self._selector.register(pipe, selectors.EVENT_READ, run)
+        self.running += 1
+
+    def finished(self, block: bool) -> list[Ended]:
+        """The runs that have ended; with `block`, waits until one has (sbatch bounds that itself:
+        it gives up when slurmctld keeps not answering)."""
+        done: list[Ended] = []
+        while self.running and not done:
+            for key, _ in self._selector.select(None if block else 0):
+                run: _Run = key.data
+                chunk = os.read(key.fd, 65536)
+                if chunk:
+                    run.out[key.fd] += chunk
+                    continue
+                self._selector.unregister(key.fileobj)
+                key.fileobj.close()
+                run.open_pipes -= 1
+                if run.open_pipes == 0:
+                    self.running -= 1
+                    stdout, stderr = (bytes(text).decode(errors="replace") for text in run.out.values())
+                    done.append(Ended(run.job, run.proc.wait(), stdout, stderr))
+            if not block:
+                break
+        return done
+
+    def close(self) -> None:
+        """End the processes never given a script: each reads an empty one and exits, submitting
+        nothing. Runs already given a script are the caller's to wait for (`finished`)."""
+        spare, self._spare = self._spare, []
+        for proc in spare:
+            proc.stdin.close()
+            proc.stdin = None  # so communicate() only reads and waits
+        for proc in spare:
+            proc.communicate()
 
 
 _JOB_REF = re.compile(r"\$\{(\w+)_id\}")
 
 
-def submission_waves(stages: Sequence[StagePlan], known: Iterable[str] = ()) -> list[list[StagePlan]]:
-    """The stages to submit (not skipped), grouped so that every stage's `${stage_id}` references
-    name stages of earlier groups (or `known` ones, already submitted): the stages of one group do
-    not wait for each other and can go to sbatch at the same time. Plan order within a group. (pure)"""
-    ids = set(known)
-    pending = [s for s in stages if not s.skip]
-    waves: list[list[StagePlan]] = []
-    while pending:
-        wave = [s for s in pending if set(_JOB_REF.findall(str(s.slurm.get("dependency", "")))) <= ids]
-        wave = wave or pending[:1]  # a reference nothing will fill: submit_stage names it
-        waves.append(wave)
-        ids.update(s.name for s in wave)
-        pending = [s for s in pending if s not in wave]
-    return waves
-
-
-def _submit_wave(wave: list[StagePlan], chain_dir: Path, job_ids: dict[str, str],
-                 meanwhile: Callable[[], None] | None = None) -> tuple[dict[str, str], BaseException | None]:
-    """Submit the stages of one wave at the same time, each in its own thread, and run `meanwhile`
-    in this thread while sbatch works; -> (stage -> job id of those accepted, in plan order; the
-    first refusal in plan order, or what `meanwhile` raised, or None). A thread is started once the
-    one before it has handed its job to sbatch (their Python work does not overlap, sbatch's does),
-    and every thread is joined before returning, so no job id is lost."""
-    results: dict[str, str | SlurmError] = {}
-
-    def one(stage: StagePlan, at_sbatch: threading.Event) -> None:
-        try:
-            results[stage.name] = submit_stage(stage, chain_dir, job_ids, at_sbatch)
-        except SlurmError as exc:
-            results[stage.name] = exc
-        finally:
-            at_sbatch.set()
-
-    if len(wave) == 1 and meanwhile is None:  # nothing to overlap: no thread
-        try:
-            return {wave[0].name: submit_stage(wave[0], chain_dir, job_ids)}, None
-        except SlurmError as exc:
-            return {}, exc
-    threads: list[threading.Thread] = []
-    failure: BaseException | None = None
-    try:
-        for stage in wave:
-            handed = threading.Event()
-            threads.append(threading.Thread(target=one, args=(stage, handed), name=f"sbatch-{stage.name}"))
-            threads[-1].start()
-            handed.wait()  # set by the thread on every path: at sbatch, or when it has failed before
-        if meanwhile is not None:
-            meanwhile()
-    except Exception as exc:  # noqa: BLE001 - reported after the threads are joined
-        failure = exc
-    finally:
-        for thread in threads:
-            thread.join()
-    accepted = {s.name: r for s in wave if isinstance(r := results.get(s.name), str)}
-    refused = next((r for s in wave if isinstance(r := results.get(s.name), SlurmError)), None)
-    return accepted, refused or failure
-
-
-@contextmanager
-def _captured_stderr():
-    """submitit prints sbatch's complaint to our stderr as well; drop that copy, so the user gets the
-    one line the SlurmError makes of it."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with open(os.devnull, "w") as sink:
-        os.dup2(sink.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-
-
-def _sbatch_message(exc: Exception) -> str:
-    for attr in ("stderr", "output"):
-        value = getattr(exc, attr, None) or getattr(exc.__cause__, attr, None)
-        if value:
-            return value.decode() if isinstance(value, bytes) else str(value)
-    text = str(exc)
-    match = re.search(r"(sbatch: error: .*)", text)
-    return match.group(1) if match else text
+def unfillable_refs(stages: Sequence[StagePlan], known: Iterable[str] = ()) -> dict[str, list[str]]:
+    """stage -> the `${stage_id}` references of its dependency that name neither a `known` stage
+    nor one submitted before it (in plan order): such a stage could never be submitted. (pure)"""
+    names = set(known)
+    bad: dict[str, list[str]] = {}
+    for stage in stages:
+        if stage.skip:
+            continue
+        missing = sorted(set(_JOB_REF.findall(str(stage.slurm.get("dependency", "")))) - names)
+        if missing:
+            bad[stage.name] = missing
+        names.add(stage.name)
+    return bad
 
 
 def cancel_jobs(job_ids: Sequence[str]) -> None:
@@ -233,58 +308,111 @@ def cancel_jobs(job_ids: Sequence[str]) -> None:
 
 
 def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None, upstream: dict[str, str] | None = None,
-                upstream_stages: Plan | None = None) -> dict[str, Any]:
-    """Submit every stage that is not skipped, recording the chain: stages that do not wait for each
-    other go to sbatch at the same time (`submission_waves`), and the launch spec and the record are
-    written while the first ones are with sbatch. If Slurm refuses a stage (or a file cannot be
-    written), cancel the stages already submitted so nothing is left half-submitted. A sweep point
-    passes `upstream` (stage -> job id of the shared stages its dependencies name) and their plan,
-    which the record lists first (marked `shared`)."""
+                upstream_stages: Plan | None = None, pool: SbatchPool | None = None) -> dict[str, Any]:
+    """Submit every stage that is not skipped, recording the chain. The stages' jobs are prepared
+    one after the other, each with an sbatch process started for it (`pool`: started earlier, it
+    may have some waiting already), and each goes to sbatch the moment the job ids its dependency
+    names are known: data and model together, convert and train each right after the id it
+    waits for. train's launch.json is written before train's job, the record while sbatch works.
+    If Slurm refuses a stage (or a file cannot be written, or Ctrl-C), the stages not yet with
+    sbatch are dropped and those submitted cancelled, so nothing is left half-submitted. A sweep
+    point passes `upstream` (stage -> job id of the shared stages its dependencies name) and their
+    plan, which the record lists first (marked `shared`)."""
     require_slurm()
     chain_dir = Path(plan.chain_dir)
+    stages = [s for s in plan.stages if not s.skip]
+    bad = unfillable_refs(stages, upstream or {})
+    if bad:
+        name, refs = next(iter(bad.items()))
+        raise SlurmError(f"stage {name} depends on {', '.join(refs)}, which this submission does not submit "
+                         "before it; nothing was submitted")
     chain_dir.mkdir(parents=True, exist_ok=True)
-    for stage in plan.stages:  # stages write into these; tools like holdem.data refuse a missing dir
-        if not stage.skip and stage.output:
+    for stage in stages:  # stages write into these; tools like holdem.data refuse a missing dir
+        if stage.output:
             Path(stage.output).parent.mkdir(parents=True, exist_ok=True)
-    train = next((s for s in plan.stages if s.name == "train" and not s.skip), None)
-    prepared: dict[str, Any] = {}
-    # Work done while the first stages are with sbatch: the record (its job ids are added at the
-    # end) and the train job's launch.json, which is always written before train is submitted.
-    side_work: dict[str, Callable[[], Any]] = {
-        "record": lambda: prepared.update(record=_record(plan, profile_data, upstream_stages))}
-    if train is not None and train.launch is not None:
-        side_work["launch"] = lambda: write_json_atomic(chain_dir / "train" / "launch.json", train.launch.to_dict())
-
-    def do_side_work(*names: str) -> None:
-        for name in names or list(side_work):
-            task = side_work.pop(name, None)
-            if task is not None:
-                task()
-
-    job_ids: dict[str, str] = dict(upstream or {})
+    pool = pool or SbatchPool()
+    ids = dict(upstream or {})
     own: dict[str, str] = {}
+    waiting: list[_Prepared] = []  # prepared, upstream ids not all known yet
+    refused: dict[str, SlurmError] = {}
+    failed: list[BaseException] = []  # anything else: a file not written, Ctrl-C
+    record: dict[str, Any] | None = None
+
+    def start_ready() -> None:
+        for job in [j for j in waiting if set(_JOB_REF.findall(j.dependency or "")) <= ids.keys()]:
+            waiting.remove(job)
+            try:
+                text = _final_script(job, ids)
+                pool.submit(job, text)
+            except SlurmError as exc:  # submitit's script not as expected, or sbatch cannot be run
+                _remove_job_files(job)
+                refused[job.stage.name] = exc
+                continue
+            try:  # after sbatch has it: the file is what submitit keeps beside the job
+                job.script.write_text(text)
+            except OSError as exc:  # the job is cancelled with the others
+                failed.append(exc)
+
+    def take(ended: list[Ended]) -> None:
+        """Record what the ended sbatch runs gave; never raises, so no run is left unwatched."""
+        for run in ended:
+            job: _Prepared = run.job
+            match = re.search(r"job (\d+)", run.stdout) if run.code == 0 else None
+            if match is None:
+                _remove_job_files(job)
+                why = run.stderr.strip() or run.stdout.strip() or f"sbatch exited with {run.code} and printed nothing"
+                refused[job.stage.name] = SlurmError(f"sbatch rejected stage {job.stage.name}: {one_line(why)}")
+                continue
+            own[job.stage.name] = ids[job.stage.name] = match.group(1)
+            if not (refused or failed):
+                start_ready()  # the stages waiting for this id go to sbatch before its files are moved
+            try:
+                job.executor.job_submitted(job.pickle, job.script, match.group(1))
+            except Exception as exc:  # noqa: BLE001 - the job is cancelled with the others
+                failed.append(exc)
+
     try:
-        with _captured_stderr():
-            for wave in submission_waves(plan.stages, job_ids):
-                if train in wave:
-                    do_side_work("launch")
-                accepted, failure = _submit_wave(wave, chain_dir, job_ids, do_side_work if side_work else None)
-                own.update(accepted)
-                job_ids.update(accepted)
-                if failure is not None:
-                    raise failure
-            do_side_work()  # when every stage is skipped
-    except BaseException as exc:  # a refusal, a file not written, or Ctrl-C: cancel what was submitted
+        try:
+            for stage in stages:
+                # at most one stage waits for ids at a time: the next is prepared once it has gone
+                # to sbatch, when fewer sbatch runs compete for the CPU
+                while waiting and pool.running and not (refused or failed):
+                    take(pool.finished(block=True))
+                if refused or failed:
+                    break
+                if stage.name == "train" and stage.launch is not None:
+                    write_json_atomic(chain_dir / "train" / "launch.json", stage.launch.to_dict())
+                waiting.append(prepare_stage(stage, chain_dir))
+                pool.ahead(len(waiting))  # its sbatch starts up while it waits
+                start_ready()
+                take(pool.finished(block=False))
+            else:
+                record = _record(plan, profile_data, upstream_stages)  # while sbatch works
+            while waiting and pool.running and not (refused or failed):
+                take(pool.finished(block=True))
+        except BaseException as exc:  # noqa: BLE001 - a file not written, or Ctrl-C: raised below
+            failed.append(exc)
+        finally:  # on every path every sbatch given a job ends here, so no job id is lost
+            while pool.running:
+                take(pool.finished(block=True))
+            for job in waiting:
+                _remove_job_files(job)
+            pool.close()
+        first = next((refused[s.name] for s in stages if s.name in refused), None)
+        if first is not None or failed:
+            raise first or failed[0]
+    except BaseException as exc:  # cancel what was submitted
         cancel_jobs(list(own.values()))
         if not isinstance(exc, SlurmError):
             raise
+        own = {s.name: own[s.name] for s in stages if s.name in own}
         done = ", ".join(f"{n} ({j})" for n, j in own.items())
-        write_chain(chain_dir, _with_job_ids(prepared.get("record") or _record(plan, profile_data, upstream_stages),
+        write_chain(chain_dir, _with_job_ids(record or _record(plan, profile_data, upstream_stages),
                                              plan, own, upstream_stages, upstream, failed=str(exc)))
         raise SlurmError(f"{exc}. Cancelled what was already submitted: {done}." if done else str(exc)) from None
-    record = _with_job_ids(prepared["record"], plan, own, upstream_stages, upstream)
+    record = _with_job_ids(record, plan, {s.name: own[s.name] for s in stages}, upstream_stages, upstream)
     write_chain(chain_dir, record)
-    record["summary"] = render_summary(plan, job_ids)
+    record["summary"] = render_summary(plan, ids)
     return record
 
 

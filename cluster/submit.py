@@ -199,19 +199,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.sweep or args.sweep_file is not None:
         return main_sweep(args)
-    profile, plan = make_plan(args, strict_paths=not (args.dry_run or args.emit_sbatch is not None))
-    if args.emit_sbatch is not None:
-        written = emit_all_or_nothing(plan, profile, args.emit_sbatch)
-        print("\n".join(str(p) for p in written) if written else "every stage is complete: nothing to write")
+    if args.dry_run or args.emit_sbatch is not None:
+        profile, plan = make_plan(args, strict_paths=False)
+        if args.emit_sbatch is not None:
+            written = emit_all_or_nothing(plan, profile, args.emit_sbatch)
+            print("\n".join(str(p) for p in written) if written else "every stage is complete: nothing to write")
+        else:
+            print(json.dumps(plan.to_dict(), indent=2) if args.json else render_plan_text(plan))
         return 0
-    if args.dry_run:
-        print(json.dumps(plan.to_dict(), indent=2) if args.json else render_plan_text(plan))
-        return 0
-    check_before_submit(plan, profile)
-    from cluster.slurm import submit_plan  # imports submitit: only when really submitting
-    chain = submit_plan(plan, profile.data)
+    chain = submit_chain(args)
     print(json.dumps(chain, indent=2) if args.json else chain["summary"])
     return 0
+
+
+def submit_chain(args) -> dict:
+    """Plan, check and submit one chain -> its record. sbatch processes for the first stages start
+    up while the plan is made (cluster.slurm.SbatchPool); they submit nothing unless it passes every check."""
+    from cluster.slurm import SBATCH, SbatchPool, submit_plan
+
+    with SbatchPool(ahead=2 if shutil.which(SBATCH) else 0) as pool:
+        profile, plan = make_plan(args, strict_paths=True)
+        check_before_submit(plan, profile)
+        return submit_plan(plan, profile.data, pool=pool)
 
 
 def main_sweep(args) -> int:

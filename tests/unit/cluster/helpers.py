@@ -22,3 +22,14 @@ def run_submit(*args: str, env: dict[str, str] | None = None, cwd: Path | None =
                           env=env or clean_env(), cwd=cwd or ROOT, timeout=60)
 
 
+
+
+def recording_sbatch(bindir: Path, calls: Path) -> Path:
+    """A stand-in `sbatch` in `bindir` that refuses every job and appends a line to `calls` for each
+    job it is given (arguments, or a script on stdin, as cluster.slurm.SbatchPool gives it). cluster.submit
+    starts sbatch processes before its checks end and gives those an empty script when a check
+    fails: such a run submits nothing, so it records nothing."""
+    sbatch = bindir / "sbatch"
+    sbatch.write_text(f'#!/bin/sh\nscript=$(cat)\nif [ -n "$*$script" ]; then echo "$@" >> {calls}; fi\nexit 1\n')
+    sbatch.chmod(0o755)
+    return sbatch

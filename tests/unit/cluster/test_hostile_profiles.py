@@ -24,7 +24,7 @@ from cluster.cli import run_cli
 from cluster.errors import ProfileError
 from cluster.profile import MAX_DEPTH, MAX_NODES, load_profile, parse_set, parse_yaml
 
-from .helpers import ROOT, SEED_ENV, clean_env
+from .helpers import ROOT, SEED_ENV, clean_env, recording_sbatch
 
 S = "extends: smoke\n"
 
@@ -319,9 +319,7 @@ def test_emit_into_an_existing_dir_rolls_back_only_new_files(clean, monkeypatch)
 def test_a_real_submission_with_an_unwritable_log_dir_submits_nothing(clean, monkeypatch):
     bindir = clean / "bin"
     bindir.mkdir()
-    sbatch = bindir / "sbatch"
-    sbatch.write_text(f"#!/bin/sh\necho called >> {clean}/sbatch-calls\nexit 1\n")
-    sbatch.chmod(0o755)
+    recording_sbatch(bindir, clean / "sbatch-calls")
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     blocker = clean / "file"
     blocker.write_text("x")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -218,29 +219,31 @@ def test_plan_and_data_stage_agree_on_completeness(tmp_path):
     assert check_jsonl(out)[0] is False and output_is_complete(out)[0] is False
 
 
-def _wave_names(waves):
-    return [[s.name for s in wave] for wave in waves]
-
-
-def test_submission_waves_put_stages_that_wait_for_nothing_pending_together(tmp_path):
-    from cluster.slurm import submission_waves
+def test_every_stage_depends_only_on_stages_submitted_before_it(tmp_path):
+    # submit_plan prepares the stages in plan order and starts each once the ids it names are known:
+    # a reference to a stage not submitted before it could never be filled, and is refused up front
+    from cluster.slurm import unfillable_refs
 
     make_outputs(tmp_path, data=False, model=False, convert=False)
     plan = plan_for(tmp_path)
-    # data and model wait for nothing: they go to sbatch at the same time; convert needs model's id,
-    # train needs data's and convert's
-    assert _wave_names(submission_waves(plan.stages)) == [["data", "model"], ["convert"], ["train"]]
-    # a sweep point: the shared stages' ids are known, so its own stages start at once
-    assert _wave_names(submission_waves([s for s in plan.stages if s.name == "train"], {"data": "1", "convert": "3"})) \
-        == [["train"]]
+    assert [s.name for s in plan.stages] == ["data", "model", "convert", "train"]
+    assert unfillable_refs(plan.stages) == {}
+    # a sweep point: the shared stages' ids are known before its own stages are submitted
+    train = [s for s in plan.stages if s.name == "train"]
+    assert train[0].slurm["dependency"] == "afterok:${data_id}:${model_id}:${convert_id}"
+    assert unfillable_refs(train, {"data": "1", "model": "2", "convert": "3"}) == {}
+    assert unfillable_refs(train, {"data": "1"}) == {"train": ["convert", "model"]}
+    # out of order: train first cannot name convert, submitted after it
+    assert unfillable_refs([plan.stages[3], plan.stages[2]], {"data": "1", "model": "2"}) == {"train": ["convert"]}
 
 
-def test_submission_waves_leave_out_skipped_stages(tmp_path):
-    from cluster.slurm import submission_waves
+def test_skipped_stages_are_not_submitted_so_nothing_may_wait_for_them(tmp_path):
+    from cluster.slurm import unfillable_refs
 
     make_outputs(tmp_path, data=True, model=True, convert=False)
     plan = plan_for(tmp_path)
     assert [s.name for s in plan.stages if s.skip] == ["data", "model"]
-    assert _wave_names(submission_waves(plan.stages)) == [["convert"], ["train"]]
-    make_outputs(tmp_path / "all")
-    assert _wave_names(submission_waves(plan_for(tmp_path / "all").stages)) == [["train"]]
+    assert unfillable_refs(plan.stages) == {}  # the plan does not name skipped stages
+    convert = next(s for s in plan.stages if s.name == "convert")
+    forged = replace(convert, slurm={**convert.slurm, "dependency": "afterok:${model_id}"})
+    assert unfillable_refs([s if s.name != "convert" else forged for s in plan.stages]) == {"convert": ["model"]}

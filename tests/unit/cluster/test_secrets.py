@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import stat
 import subprocess
 import sys
 from contextlib import redirect_stderr, redirect_stdout
@@ -24,7 +23,7 @@ from cluster.secrets import (
 from cluster.profile.slime_args import render_flag
 from cluster.profile.slime_flags import load_flag_table
 
-from .helpers import ROOT, clean_env
+from .helpers import ROOT, clean_env, recording_sbatch
 
 SECRET = "s3cr3tPlanted9"  # short on purpose: no minimum length
 TOKEN_SHAPED = "hf_" + "aB3" * 12  # a Hugging Face token's shape, under a harmless name
@@ -146,9 +145,7 @@ def isolated(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     bindir = tmp_path / "bin"
     bindir.mkdir()
-    sbatch = bindir / "sbatch"
-    sbatch.write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/sbatch-calls\nexit 1\n")
-    sbatch.chmod(sbatch.stat().st_mode | stat.S_IEXEC)
+    recording_sbatch(bindir, tmp_path / "sbatch-calls")
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.chdir(tmp_path)
     return tmp_path
