@@ -1,9 +1,11 @@
 """Time to submit the four-stage chain with `python -m cluster.submit` (profile loading, checks,
 plan, submitit, chain record) beside four bare `sbatch --wrap` calls with the same afterok
 dependencies one after the other, in the same run on the local Slurm (target ratio <= 1.5).
-cluster.submit hands the stages that wait for nothing not yet submitted (data and model) to sbatch
-at the same time; the bench also prints bare sbatch doing the same, for reference. Every job is
-submitted held and cancelled at once, so the bench leaves nothing running.
+cluster.submit starts sbatch for the first stages while it checks the profile (they read their
+job script on stdin), hands data and model to Slurm at the same time and each later stage as soon
+as the ids it waits for are known; the bench also prints bare sbatch with data and model at the
+same time, for reference. Every job is submitted held and cancelled at once, so the bench leaves
+nothing running.
 
     python bench/submit_chain.py [--runs 15] [--quick]
 
