@@ -16,6 +16,7 @@ import selectors
 import shlex
 import shutil
 import subprocess
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -216,7 +217,12 @@ class SbatchPool:
         self._spare: list[subprocess.Popen] = []
         self._selector = selectors.DefaultSelector()
         self.running = 0
-        self.ahead(ahead)
+        # The first ones start from a thread: Popen returns only once the child has exec'd, time
+        # the caller spends on its own work (making the plan) instead.
+        self._starting: threading.Thread | None = None
+        if ahead:
+            self._starting = threading.Thread(target=self._start_spares, args=(ahead, True), name="sbatch-ahead")
+            self._starting.start()
 
     def __enter__(self) -> "SbatchPool":
         return self
@@ -226,8 +232,23 @@ class SbatchPool:
 
     def ahead(self, count: int) -> None:
         """Have at least `count` processes started and waiting for a script."""
+        self._settle()
+        self._start_spares(count)
+
+    def _start_spares(self, count: int, quiet: bool = False) -> None:
         while len(self._spare) < count:
-            self._spare.append(self._spawn())
+            try:
+                self._spare.append(self._spawn())
+            except SlurmError:
+                if not quiet:
+                    raise
+                return  # the caller meets the same error when it starts one itself
+
+    def _settle(self) -> None:
+        """Wait for the thread starting the first processes (it ends within one process start each)."""
+        if self._starting is not None:
+            self._starting.join()
+            self._starting = None
 
     def _spawn(self) -> subprocess.Popen:
         try:
@@ -238,6 +259,7 @@ class SbatchPool:
 
     def submit(self, job: Any, script: str) -> None:
         """Give `job`'s script to a waiting sbatch; its end comes out of `finished`."""
+        self._settle()
         proc = self._spare.pop(0) if self._spare else self._spawn()
         data = memoryview(script.encode())
         try:
@@ -276,6 +298,7 @@ class SbatchPool:
     def close(self) -> None:
         """End the processes never given a script: each reads an empty one and exits, submitting
         nothing. Runs already given a script are the caller's to wait for (`finished`)."""
+        self._settle()
         spare, self._spare = self._spare, []
         for proc in spare:
             proc.stdin.close()

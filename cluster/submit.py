@@ -131,15 +131,20 @@ def _top_missing(path: Path) -> Path | None:
     return missing
 
 
-def check_writable_dir(path: str | Path, what: str, fix: str) -> None:
+def check_writable_dir(path: str | Path, what: str, fix: str, probed: set[Path] | None = None) -> None:
     """ConfigError unless `path` is, or can be created as, a directory this user can write in. Probes
-    by creating and removing a temporary file in the nearest existing directory: nothing stays."""
+    by creating and removing a temporary file in the nearest existing directory: nothing stays.
+    `probed`: directories already probed by the caller (skipped), and where this one is added."""
     target = Path(os.path.abspath(path))
     existing = target
     while not os.path.lexists(existing) and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
         raise ConfigError(f"{what} {target}: {existing} is not a directory; nothing was written. {fix}")
+    if probed is not None:
+        if existing in probed:
+            return
+        probed.add(existing)
     try:
         fd, probe = tempfile.mkstemp(prefix=".holdem-write-probe-", dir=existing)
         os.close(fd)
@@ -186,13 +191,14 @@ def emit_all_or_nothing(plan: Plan, profile: Profile, out_dir: str) -> list[Path
 def check_before_submit(plan: Plan, profile: Profile) -> None:
     """Before anything reaches Slurm: the chain's log dir and every running stage's output dir can be
     created and written (a failure here submits nothing)."""
-    check_writable_dir(plan.chain_dir, "the chain's log dir", _log_dir_fix(profile))
+    probed: set[Path] = set()  # the stages' dirs often share their nearest existing one: probe it once
+    check_writable_dir(plan.chain_dir, "the chain's log dir", _log_dir_fix(profile), probed)
     keys = {**STAGE_OUTPUT, "train": "paths.save"}
     for stage in plan.stages:
         if not stage.skip and stage.output:
             key = keys.get(stage.name, "its output")
             check_writable_dir(Path(stage.output).parent, f"stage {stage.name} writes {key} = {stage.output}; its directory",
-                               f"Fix {key} (now from {profile.where(key)}) or the directory's permissions.")
+                               f"Fix {key} (now from {profile.where(key)}) or the directory's permissions.", probed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

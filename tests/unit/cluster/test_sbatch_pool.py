@@ -66,10 +66,15 @@ def test_spare_processes_get_an_empty_script_and_are_reaped(tmp_path, monkeypatc
     assert [e.code for e in ended] == [0] and lengths == [0, 0, len("#!/bin/bash\ntrue\n") - 1]
 
 
-def test_a_missing_sbatch_is_a_slurm_error(tmp_path, monkeypatch):
+def test_a_missing_sbatch_is_a_slurm_error_when_a_job_needs_it(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
+    pool = SbatchPool(ahead=2)  # started in the background: the failure waits for a job to need sbatch
+    with pytest.raises(SlurmError, match="cannot run sbatch") as info:
+        pool.submit("job", "#!/bin/bash\ntrue\n")
+    assert "\n" not in str(info.value) and pool.running == 0
     with pytest.raises(SlurmError, match="cannot run sbatch"):
-        SbatchPool(ahead=1)
+        pool.ahead(1)
+    pool.close()
 
 
 @dataclass
