@@ -52,8 +52,8 @@ def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | N
     except HoldemClusterError as exc:
         _say(f"error: {exc}")
         return exc.exit_code
-    except KeyboardInterrupt:
-        _say("interrupted")
+    except KeyboardInterrupt as exc:
+        _say(f"interrupted: {_one_line(str(exc))}" if str(exc) else "interrupted")
         return 130
     except BrokenPipeError:  # e.g. `| head`: the reader left; say nothing more
         _silence_stdout()

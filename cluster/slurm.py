@@ -252,8 +252,10 @@ class SbatchPool:
 
     def _spawn(self) -> subprocess.Popen:
         try:
+            # its own session: a Ctrl-C at the terminal reaches only us, and we wait for every sbatch
+            # given a script (so we know its job id, and cancel it) instead of losing one mid-call
             return subprocess.Popen([SBATCH], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    bufsize=0)
+                                    bufsize=0, start_new_session=True)
         except OSError as exc:
             raise SlurmError(f"cannot run {SBATCH}: {exc}; is Slurm's client installed on this node?") from None
 
@@ -426,12 +428,16 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None, upstream
             raise first or failed[0]
     except BaseException as exc:  # cancel what was submitted
         cancel_jobs(list(own.values()))
-        if not isinstance(exc, SlurmError):
+        if not isinstance(exc, (SlurmError, KeyboardInterrupt)):
             raise
         own = {s.name: own[s.name] for s in stages if s.name in own}
         done = ", ".join(f"{n} ({j})" for n, j in own.items())
+        why = str(exc) if isinstance(exc, SlurmError) else "interrupted (Ctrl-C) while submitting"
         write_chain(chain_dir, _with_job_ids(record or _record(plan, profile_data, upstream_stages),
-                                             plan, own, upstream_stages, upstream, failed=str(exc)))
+                                             plan, own, upstream_stages, upstream, failed=why))
+        if isinstance(exc, KeyboardInterrupt):
+            raise KeyboardInterrupt(f"cancelled what was already submitted: {done}" if done else
+                                    "nothing was submitted") from None
         raise SlurmError(f"{exc}. Cancelled what was already submitted: {done}." if done else str(exc)) from None
     record = _with_job_ids(record, plan, {s.name: own[s.name] for s in stages}, upstream_stages, upstream)
     write_chain(chain_dir, record)

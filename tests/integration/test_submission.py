@@ -8,6 +8,8 @@ import json
 import os
 import pickle
 import re
+import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import replace
@@ -17,6 +19,7 @@ import pytest
 
 from tests.integration.test_chain import standin_sets, submit
 from tests.unit.cluster.helpers import SEED_ENV, clean_env
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -170,3 +173,55 @@ def test_sbatch_failing_before_it_reads_its_script_is_one_line(local_slurm, tmp_
     # no temporary job file left behind in any stage folder
     leftovers = [p for p in Path(record["chain_dir"]).rglob("*") if p.suffix in (".pkl", ".sh")]
     assert leftovers == []
+
+
+def test_ctrl_c_while_sbatch_works_cancels_every_job_it_submitted(local_slurm, tmp_path):
+    """A Ctrl-C at the terminal (SIGINT to the whole foreground process group) while model's
+    sbatch is with Slurm: sbatch runs in its own session, so it finishes; cluster.submit waits for
+    it, cancels every job that was submitted, records why, and exits 130 with one line."""
+    real = shutil.which("sbatch")
+    ready, go, ids = tmp_path / "ready", tmp_path / "go.fifo", tmp_path / "ids"
+    os.mkfifo(go)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "sbatch").write_text(
+        "#!/bin/bash\n# stand-in in front of the real sbatch: holds model's job until the test says go\n"
+        "set -o pipefail\nscript=$(cat)\n"
+        f'if [[ $script == *"--job-name=holdem-model"* ]]; then touch {ready}; read -r _ < {go}; fi\n'
+        f'printf "%s\\n" "$script" | {real} "$@" | tee -a {ids}\n')
+    (bindir / "sbatch").chmod(0o755)
+    args = ["--profile", "smoke", "--nodes", "1", "--stages", "data,model,convert"]
+    for item in standin_sets(tmp_path) + ["slurm.extra.hold=true"]:
+        args += ["--set", item]
+    env = clean_env(PATH=f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen([sys.executable, "-m", "cluster.submit", *args], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def release() -> bool:  # the stand-in is reading the fifo once it exists as a reader
+        try:
+            fd = os.open(go, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:  # ENXIO: no reader yet
+            return False
+        os.write(fd, b"go\n")
+        os.close(fd)
+        return True
+
+    try:
+        wait_for(ready.exists, "model's sbatch to get its script", 60, lambda: f"; cluster.submit: {proc.poll()}")
+        os.killpg(proc.pid, signal.SIGINT)  # what the terminal does: the stand-in is in another session
+        wait_for(release, "the stand-in sbatch to wait for the go", 30)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    submitted = re.findall(r"Submitted batch job (\d+)", ids.read_text())
+    assert proc.returncode == 130, err
+    assert err.strip().count("\n") == 0 and err.startswith("interrupted: cancelled what was already submitted: ")
+    assert len(submitted) == 2 and all(i in err for i in submitted), (submitted, err)
+    record = json.loads(next((tmp_path / "logs").glob("*/chain.json")).read_text())
+    assert record["submit_failed"] == "interrupted (Ctrl-C) while submitting"
+    assert sorted(s["job_id"] for s in record["stages"] if s["job_id"]) == sorted(submitted)
+    queued = local_slurm.run("squeue", "-h", "-t", "PENDING,RUNNING", "-o", "%i", "-j", ",".join(submitted),
+                             check=False).stdout.split()
+    assert queued == [], f"jobs left queued after Ctrl-C: {queued}"
