@@ -61,6 +61,14 @@ def bare_chain(plan: dict, parallel: bool = False) -> float:
     return elapsed
 
 
+def spread(runs: list[float]) -> str:
+    """', middle half a-b ms': how much the runs of one side vary (a shared 2-core VM is noisy)."""
+    if len(runs) < 4:
+        return ""
+    q = statistics.quantiles(runs, n=4)
+    return f"; middle half {q[0] * 1000:.1f}-{q[2] * 1000:.1f} ms"
+
+
 def check_ids(what: str, ids: list) -> None:
     if len(ids) != len(STAGES) or not all(str(i).isdigit() for i in ids):
         raise SystemExit(f"error: {what} gave job ids {ids}, expected {len(STAGES)}")
@@ -140,9 +148,9 @@ def main() -> None:
             work.mkdir()
             cli.append(our_chain(work))
     c, i, b, bp = (statistics.median(x) for x in (cli, inproc, bare, bare_par))
-    print(f"4 x sbatch --wrap, same options and afterok:  {b * 1000:7.1f} ms median of {len(bare)}  (baseline)")
+    print(f"4 x sbatch --wrap, same options and afterok:  {b * 1000:7.1f} ms median of {len(bare)}  (baseline{spread(bare)})")
     print(f"cluster.submit in a warm interpreter:         {i * 1000:7.1f} ms   ratio {i / b:.2f}  (target <= 1.5: "
-          f"{'met' if i / b <= 1.5 else 'NOT met'}; runs alternate with the baseline's)")
+          f"{'met' if i / b <= 1.5 else 'NOT met'}; runs alternate with the baseline's{spread(inproc)})")
     print(f"  for reference: 4 x sbatch, data and model at the same time (as cluster.submit does them): "
           f"{bp * 1000:.1f} ms; cluster.submit's ratio to that: {i / bp:.2f}")
     print(f"python -m cluster.submit, whole command:      {c * 1000:7.1f} ms   ratio {c / b:.2f}  (median of {len(cli)}; "
