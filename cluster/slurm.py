@@ -149,7 +149,7 @@ def _executor_class() -> type:
     """submitit's SlurmExecutor with its one-job submission split in two around sbatch, so that the
     caller runs sbatch (several at the same time, from a SbatchPool): `write_job` and
     `job_submitted` do what submitit's PicklingExecutor does before and after sbatch, with
-    submitit's own helpers and file names (tests/unit/cluster/test_submission.py compares the two).
+    submitit's own helpers and file names (tests/integration/test_submission.py compares the two).
     Made once: submitit is imported only when something is really submitted."""
     import submitit
     from submitit.core import utils
