@@ -393,7 +393,7 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None, upstream
                 start_ready()  # the stages waiting for this id go to sbatch before its files are moved
             try:
                 job.executor.job_submitted(job.pickle, job.script, match.group(1))
-            except Exception as exc:  # noqa: BLE001 - the job is cancelled with the others
+            except BaseException as exc:  # noqa: BLE001 - incl. Ctrl-C: the other ended runs are still taken
                 failed.append(exc)
 
     try:
