@@ -167,6 +167,13 @@ def _executor_class() -> type:
             return pickle, folder / f".submission_file_{uid}.sh", self._make_submission_file_text(
                 self._submitit_command_str, uid)
 
+        def job_id(self, sbatch_output: str) -> str | None:
+            """The job id in what sbatch printed (submitit's parser), or None."""
+            try:
+                return self._get_job_id_from_submission_command(sbatch_output)
+            except utils.FailedSubmissionError:
+                return None
+
         def job_submitted(self, pickle: Path, script: Path, job_id: str) -> Any:
             """Move the job's files into its own folder, as submitit does once sbatch gave the id."""
             job = self.job_class(folder=self.folder, job_id=job_id, tasks=list(range(self._num_tasks())))
@@ -220,7 +227,7 @@ class SbatchPool:
         # The first ones start from a thread: Popen returns only once the child has exec'd, time
         # the caller spends on its own work (making the plan) instead.
         self._starting: threading.Thread | None = None
-        if ahead:
+        if ahead:  # quietly: without sbatch on PATH, the caller says so when it needs one
             self._starting = threading.Thread(target=self._start_spares, args=(ahead, True), name="sbatch-ahead")
             self._starting.start()
 
@@ -382,17 +389,17 @@ def submit_plan(plan: Plan, profile_data: dict[str, Any] | None = None, upstream
         """Record what the ended sbatch runs gave; never raises, so no run is left unwatched."""
         for run in ended:
             job: _Prepared = run.job
-            match = re.search(r"job (\d+)", run.stdout) if run.code == 0 else None
-            if match is None:
+            job_id = job.executor.job_id(run.stdout) if run.code == 0 else None
+            if job_id is None:
                 _remove_job_files(job)
                 why = run.stderr.strip() or run.stdout.strip() or f"sbatch exited with {run.code} and printed nothing"
                 refused[job.stage.name] = SlurmError(f"sbatch rejected stage {job.stage.name}: {one_line(why)}")
                 continue
-            own[job.stage.name] = ids[job.stage.name] = match.group(1)
+            own[job.stage.name] = ids[job.stage.name] = job_id
             if not (refused or failed):
                 start_ready()  # the stages waiting for this id go to sbatch before its files are moved
             try:
-                job.executor.job_submitted(job.pickle, job.script, match.group(1))
+                job.executor.job_submitted(job.pickle, job.script, job_id)
             except BaseException as exc:  # noqa: BLE001 - incl. Ctrl-C: the other ended runs are still taken
                 failed.append(exc)
 

@@ -221,9 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 def submit_chain(args) -> dict:
     """Plan, check and submit one chain -> its record. sbatch processes for the first stages start
     up while the plan is made (cluster.slurm.SbatchPool); they submit nothing unless it passes every check."""
-    from cluster.slurm import SBATCH, SbatchPool, submit_plan
+    from cluster.slurm import SbatchPool, submit_plan
 
-    with SbatchPool(ahead=2 if shutil.which(SBATCH) else 0) as pool:
+    with SbatchPool(ahead=2) as pool:
         profile, plan = make_plan(args, strict_paths=True)
         check_before_submit(plan, profile)
         return submit_plan(plan, profile.data, pool=pool)

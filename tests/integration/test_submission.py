@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_chain import standin_sets, submit
-from tests.unit.cluster.helpers import SEED_ENV, clean_env
+from tests.integration.conftest import pid_alive
+from tests.unit.cluster.helpers import SEED_ENV, clean_env, standin_sbatch
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -38,20 +39,6 @@ def _tree(folder: Path, ids: dict[str, str]) -> dict[str, str]:
         kind = "link" if path.is_symlink() else "dir" if path.is_dir() else "file"
         out[_normal(str(path.relative_to(folder)), ids, folder)] = kind
     return out
-
-
-def _own_children() -> list[str]:
-    """Processes whose parent is this one (by /proc): what it started and has not reaped."""
-    me = str(os.getpid())
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[1] == me:
-            found.append(stat.parent.name)
-    return found
 
 
 def _in_process_plan(tmp_path: Path, monkeypatch, *sets: str):
@@ -152,7 +139,7 @@ def test_a_check_failing_after_sbatch_started_submits_nothing(local_slurm, tmp_p
     assert len(ahead) == 2  # really started before the check failed
     assert all(p.returncode == 1 for p in ahead)  # "Batch script is empty": each ended, and was reaped
     assert after == before + 1, f"jobs were submitted between the probes {before} and {after}"
-    assert not [pid for pid in _own_children() if any(str(p.pid) == pid for p in ahead)]
+    assert not any(pid_alive(p.pid) for p in ahead)
 
 
 def test_sbatch_failing_before_it_reads_its_script_is_one_line(local_slurm, tmp_path):
@@ -183,13 +170,10 @@ def test_ctrl_c_while_sbatch_works_cancels_every_job_it_submitted(local_slurm, t
     ready, go, ids = tmp_path / "ready", tmp_path / "go.fifo", tmp_path / "ids"
     os.mkfifo(go)
     bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "sbatch").write_text(
-        "#!/bin/bash\n# stand-in in front of the real sbatch: holds model's job until the test says go\n"
-        "set -o pipefail\nscript=$(cat)\n"
-        f'if [[ $script == *"--job-name=holdem-model"* ]]; then touch {ready}; read -r _ < {go}; fi\n'
-        f'printf "%s\\n" "$script" | {real} "$@" | tee -a {ids}\n')
-    (bindir / "sbatch").chmod(0o755)
+    standin_sbatch(bindir,  # in front of the real sbatch: holds model's job until the test says go
+                   "set -o pipefail\nscript=$(cat)\n"
+                   f'if [[ $script == *"--job-name=holdem-model"* ]]; then touch {ready}; read -r _ < {go}; fi\n'
+                   f'printf "%s\\n" "$script" | {real} "$@" | tee -a {ids}\n')
     args = ["--profile", "smoke", "--nodes", "1", "--stages", "data,model,convert"]
     for item in standin_sets(tmp_path) + ["slurm.extra.hold=true"]:
         args += ["--set", item]

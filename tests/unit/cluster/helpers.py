@@ -29,7 +29,13 @@ def recording_sbatch(bindir: Path, calls: Path) -> Path:
     job it is given (arguments, or a script on stdin, as cluster.slurm.SbatchPool gives it). cluster.submit
     starts sbatch processes before its checks end and gives those an empty script when a check
     fails: such a run submits nothing, so it records nothing."""
+    return standin_sbatch(bindir, f'script=$(cat)\nif [ -n "$*$script" ]; then echo "$@" >> {calls}; fi\nexit 1\n')
+
+
+def standin_sbatch(bindir: Path, body: str) -> Path:
+    """Write an executable bash stand-in named `sbatch` with `body` into `bindir` (made if missing)."""
+    bindir.mkdir(parents=True, exist_ok=True)
     sbatch = bindir / "sbatch"
-    sbatch.write_text(f'#!/bin/sh\nscript=$(cat)\nif [ -n "$*$script" ]; then echo "$@" >> {calls}; fi\nexit 1\n')
+    sbatch.write_text("#!/bin/bash\n# stand-in sbatch written by tests/unit/cluster/helpers.py\n" + body)
     sbatch.chmod(0o755)
     return sbatch

@@ -13,15 +13,12 @@ import pytest
 from cluster.errors import SlurmError
 from cluster.slurm import SbatchPool, _final_script
 
+from .helpers import standin_sbatch
 
-def _standin(tmp_path: Path, monkeypatch, body: str) -> Path:
-    bindir = tmp_path / "bin"
-    bindir.mkdir(exist_ok=True)
-    sbatch = bindir / "sbatch"
-    sbatch.write_text("#!/bin/sh\n# stand-in sbatch for tests/unit/cluster/test_sbatch_pool.py\n" + body)
-    sbatch.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    return bindir
+
+def _standin(tmp_path: Path, monkeypatch, body: str) -> None:
+    standin_sbatch(tmp_path / "bin", body)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
 
 
 def _drain(pool: SbatchPool) -> list:
